@@ -1,0 +1,254 @@
+//! The thin binding layer: the only place with `#[napi]`. It turns JS values
+//! into plain Rust for the engine and engine events into JS objects.
+
+use std::os::fd::IntoRawFd;
+use std::sync::{Arc, OnceLock};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+use crate::error::Error as EngineError;
+use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
+
+type EventFn = ThreadsafeFunction<Vec<JsEvent>, (), Vec<JsEvent>, Status, false, true>;
+
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+static EVENTS: OnceLock<Arc<EventFn>> = OnceLock::new();
+
+/// An engine failure, shaped like a Node system error (`code`, `errno`, `syscall`).
+#[napi(object)]
+pub struct NativeError {
+  pub code: String,
+  pub message: String,
+  pub errno: Option<i32>,
+  pub syscall: Option<String>,
+}
+
+impl From<&EngineError> for NativeError {
+  fn from(e: &EngineError) -> Self {
+    NativeError {
+      code: e.code(),
+      message: e.to_string(),
+      errno: e.errno(),
+      syscall: e.syscall().map(str::to_string),
+    }
+  }
+}
+
+/// One engine event for index.js.
+#[napi(object)]
+pub struct JsEvent {
+  /// online | listening | message | exitedAfterDisconnect | disconnect | exit | error
+  pub kind: String,
+  pub id: u32,
+  /// JSON text: the user message, or the listening address info.
+  pub data: Option<String>,
+  pub code: Option<i32>,
+  pub signal: Option<String>,
+  pub error: Option<NativeError>,
+}
+
+impl From<Event> for JsEvent {
+  fn from(ev: Event) -> Self {
+    let mut js = JsEvent {
+      kind: String::new(),
+      id: 0,
+      data: None,
+      code: None,
+      signal: None,
+      error: None,
+    };
+    let (kind, id) = match ev {
+      Event::Online { id } => ("online", id),
+      Event::Listening { id, info } => {
+        js.data = Some(info);
+        ("listening", id)
+      }
+      Event::Message { id, json } => {
+        js.data = Some(json);
+        ("message", id)
+      }
+      Event::ExitedAfterDisconnect { id } => ("exitedAfterDisconnect", id),
+      Event::Disconnect { id } => ("disconnect", id),
+      Event::Exit { id, code, signal } => {
+        js.code = code;
+        js.signal = signal;
+        ("exit", id)
+      }
+      Event::Error { id, error } => {
+        js.error = Some(NativeError::from(&error));
+        ("error", id)
+      }
+    };
+    js.kind = kind.to_string();
+    js.id = id;
+    js
+  }
+}
+
+struct JsSink(Arc<EventFn>);
+
+impl Sink for JsSink {
+  fn emit(&self, events: Vec<Event>) {
+    let batch: Vec<JsEvent> = events.into_iter().map(JsEvent::from).collect();
+    // NonBlocking on an unbounded queue only fails while Node shuts down,
+    // when nobody is left to tell.
+    self
+      .0
+      .call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+  }
+}
+
+/// Starts the engine once, with the frozen scheduling policy; `onEvents`
+/// receives arrays of events. Later calls are no-ops.
+#[napi]
+pub fn start(on_events: Function<Vec<JsEvent>, ()>, policy: u32) -> Result<()> {
+  if ENGINE.get().is_some() {
+    return Ok(());
+  }
+  let tsfn: EventFn = on_events
+    .build_threadsafe_function()
+    .callee_handled::<false>()
+    .weak::<true>()
+    .build()?;
+  let tsfn = Arc::new(tsfn);
+  let engine = Engine::start(Arc::new(JsSink(tsfn.clone())), policy)
+    .map_err(|e| Error::from_reason(e.to_string()))?;
+  let _ = EVENTS.set(tsfn);
+  let _ = ENGINE.set(engine);
+  Ok(())
+}
+
+/// Keeps Node's event loop alive (true) while workers exist, as node:cluster's
+/// child handles do, or lets it exit (false).
+#[napi]
+pub fn set_ref(env: Env, on: bool) -> Result<()> {
+  let Some(tsfn) = EVENTS.get() else {
+    return Ok(());
+  };
+  // SAFETY: called on the JS thread with that thread's env and a live tsfn.
+  let status = unsafe {
+    if on {
+      napi::sys::napi_ref_threadsafe_function(env.raw(), tsfn.raw())
+    } else {
+      napi::sys::napi_unref_threadsafe_function(env.raw(), tsfn.raw())
+    }
+  };
+  if status != napi::sys::Status::napi_ok {
+    return Err(Error::from_reason("napi_(un)ref_threadsafe_function failed"));
+  }
+  Ok(())
+}
+
+/// What `fork()` resolved from settings.
+#[napi(object)]
+pub struct SpawnOptions {
+  pub id: u32,
+  pub file: String,
+  pub args: Vec<String>,
+  /// `KEY=value` strings.
+  pub env: Vec<String>,
+  pub cwd: Option<String>,
+  pub uid: Option<u32>,
+  pub gid: Option<u32>,
+  /// One of `pipe`, `inherit`, `ignore`, `ipc`, or a decimal fd, per slot.
+  pub stdio: Vec<String>,
+  pub serialization: String,
+}
+
+#[napi(object)]
+pub struct SpawnResult {
+  pub pid: Option<i32>,
+  /// The primary's ends of `pipe` slots 0..2 (now owned by JS), or null.
+  pub fds: Vec<Option<i32>>,
+  pub error: Option<NativeError>,
+}
+
+fn engine() -> Result<&'static Engine> {
+  ENGINE
+    .get()
+    .ok_or_else(|| Error::from_reason("rcluster engine not started"))
+}
+
+#[napi]
+pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
+  let stdio = options
+    .stdio
+    .iter()
+    .map(|s| match s.as_str() {
+      "pipe" | "overlapped" => StdioSpec::Pipe,
+      "inherit" => StdioSpec::Inherit,
+      "ignore" => StdioSpec::Ignore,
+      "ipc" => StdioSpec::Ipc,
+      n => n.parse().map(StdioSpec::Fd).unwrap_or(StdioSpec::Ignore),
+    })
+    .collect();
+  let env = options
+    .env
+    .iter()
+    .filter_map(|kv| kv.split_once('='))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+  let spec = SpawnSpec {
+    id: options.id,
+    file: options.file,
+    args: options.args,
+    env,
+    cwd: options.cwd,
+    uid: options.uid,
+    gid: options.gid,
+    stdio,
+    serialization: options.serialization,
+  };
+  Ok(match engine()?.spawn(spec) {
+    Ok(spawned) => SpawnResult {
+      pid: Some(spawned.pid),
+      fds: spawned
+        .pipes
+        .into_iter()
+        .map(|p| p.map(IntoRawFd::into_raw_fd))
+        .collect(),
+      error: None,
+    },
+    Err(e) => SpawnResult {
+      pid: None,
+      fds: vec![],
+      error: Some(NativeError::from(&e)),
+    },
+  })
+}
+
+/// Queues one user message (JSON text without the newline).
+#[napi]
+pub fn send(id: u32, json: String) -> Result<()> {
+  let mut bytes = json.into_bytes();
+  bytes.push(b'\n');
+  engine()?
+    .send(id, bytes)
+    .map_err(|e| Error::from_reason(e.to_string()))
+}
+
+#[napi]
+pub fn disconnect(id: u32) -> Result<()> {
+  engine()?
+    .disconnect(id)
+    .map_err(|e| Error::from_reason(e.to_string()))
+}
+
+#[napi]
+pub fn close_channel(id: u32) -> Result<()> {
+  engine()?
+    .close_channel(id)
+    .map_err(|e| Error::from_reason(e.to_string()))
+}
+
+/// Signals a worker: true if delivered, false if it is already gone; a
+/// NativeError for anything else (EPERM).
+#[napi]
+pub fn kill(id: u32, signal: i32) -> Result<Either<bool, NativeError>> {
+  Ok(match engine()?.kill(id, signal) {
+    Ok(sent) => Either::A(sent),
+    Err(e) => Either::B(NativeError::from(&e)),
+  })
+}

@@ -1,0 +1,9 @@
+//! rcluster: Node's `cluster` with a Rust primary. This file only lists the
+//! modules and the napi exports; see `binding` for the JS surface.
+#![deny(clippy::all)]
+
+pub mod binding;
+pub mod error;
+pub mod ipc;
+pub mod primary;
+pub mod sched;

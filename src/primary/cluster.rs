@@ -1,0 +1,266 @@
+//! Node's cluster protocol as the primary answers it (lib/internal/cluster/primary.js):
+//! online, queryServer, listening, close, exitedAfterDisconnect, and the
+//! child_process NODE_HANDLE_ACK/NACK flow under them.
+
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use serde_json::{json, Map, Value};
+
+use super::dispatch;
+use super::state::{Handle, Shared, State};
+use super::Event;
+use crate::error::Error;
+use crate::ipc::json::{is_internal, Frame};
+use crate::sched::listen::{self, Target};
+use crate::sched::shared::SharedHandle;
+use crate::sched::SCHED_RR;
+
+/// Handles everything one read produced; emits the resulting events as one batch.
+pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &mut Vec<OwnedFd>) {
+  let mut events = Vec::new();
+  let mut st = state.borrow_mut();
+  for frame in frames.drain(..) {
+    match frame {
+      Frame::User(json) => events.push(Event::Message { id, json }),
+      Frame::Internal(msg) => on_internal(&mut st, state, id, msg, fds, &mut events),
+      Frame::Bad(why) => events.push(Event::Error {
+        id,
+        error: Error::BadMessage(why),
+      }),
+    }
+  }
+  // Descriptors that came with no NODE_HANDLE message are closed here.
+  fds.clear();
+  st.emit(events);
+}
+
+fn on_internal(
+  st: &mut State,
+  state: &Shared,
+  id: u32,
+  msg: Value,
+  fds: &mut Vec<OwnedFd>,
+  events: &mut Vec<Event>,
+) {
+  match msg["cmd"].as_str().unwrap_or_default() {
+    "NODE_HANDLE_ACK" => {
+      if let Some(slot) = st.workers.get_mut(&id) {
+        slot.unacked_handles.pop_front();
+      }
+    }
+    "NODE_HANDLE_NACK" => {
+      // The worker lost the descriptor (MSG_CTRUNC on its side): send it again.
+      if let Some(slot) = st.workers.get_mut(&id) {
+        if let Some(again) = slot.unacked_handles.pop_front() {
+          slot.send(again.bytes, again.fd);
+        }
+      }
+    }
+    "NODE_HANDLE" => {
+      // A worker sent a handle with a message. Acknowledge it so the worker's
+      // queue moves on; the inner message is delivered, the descriptor closed
+      // (receiving handles in the primary is not supported yet).
+      if let Some(slot) = st.workers.get_mut(&id) {
+        slot.send(Rc::from(&b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n"[..]), None);
+      }
+      fds.clear();
+      let inner = msg.get("msg").cloned().unwrap_or(Value::Null);
+      if is_internal(&inner) {
+        on_internal(st, state, id, inner, fds, events);
+      } else {
+        events.push(Event::Message {
+          id,
+          json: inner.to_string(),
+        });
+      }
+    }
+    "NODE_CLUSTER" => on_cluster(st, state, id, msg, events),
+    // Other NODE_* messages belong to child_process internals we do not use.
+    _ => {}
+  }
+}
+
+fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut Vec<Event>) {
+  if let Some(ack) = msg.get("ack").and_then(Value::as_u64) {
+    // A reply to one of our requests: only newconn asks for one.
+    let accepted = msg["accepted"].as_bool().unwrap_or(false);
+    dispatch::on_newconn_reply(st, id, ack, accepted);
+    return;
+  }
+  match msg["act"].as_str().unwrap_or_default() {
+    "online" => events.push(Event::Online { id }),
+    "queryServer" => query_server(st, state, id, &msg),
+    "listening" => {
+      let info = json!({
+        "addressType": msg.get("addressType"),
+        "address": msg.get("address"),
+        "port": msg.get("port"),
+        "fd": msg.get("fd"),
+      });
+      events.push(Event::Listening {
+        id,
+        info: info.to_string(),
+      });
+    }
+    "close" => {
+      let key = msg["key"].as_str().unwrap_or_default();
+      if st.handles.get_mut(key).is_some_and(|h| h.remove(id)) {
+        st.handles.remove(key);
+      }
+    }
+    "exitedAfterDisconnect" => {
+      events.push(Event::ExitedAfterDisconnect { id });
+      if let Some(slot) = st.workers.get_mut(&id) {
+        slot.leaving = true;
+        let mut reply = Map::new();
+        reply.insert("ack".into(), msg["seq"].clone());
+        slot.send_cluster(reply, None);
+      }
+    }
+    _ => {}
+  }
+}
+
+/// `key` as Node builds it: `${address}:${port}:${addressType}:${fd}:${index}`.
+fn handle_key(msg: &Value) -> String {
+  let part = |name: &str| match msg.get(name) {
+    None => "undefined".to_string(),
+    Some(Value::String(s)) => s.clone(),
+    Some(v) => v.to_string(),
+  };
+  format!(
+    "{}:{}:{}:{}:{}",
+    part("address"),
+    part("port"),
+    part("addressType"),
+    part("fd"),
+    part("index")
+  )
+}
+
+fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
+  let Some(slot) = st.workers.get(&id) else {
+    return;
+  };
+  // As Node: stop processing if the worker is already disconnecting.
+  if slot.leaving {
+    return;
+  }
+  let key = handle_key(msg);
+  let mut created = Ok(());
+  if !st.handles.contains_key(&key) {
+    created = create_handle(st, state, &key, msg);
+  }
+  let mut reply = Map::new();
+  reply.insert("key".into(), key.clone().into());
+  reply.insert("ack".into(), msg["seq"].clone());
+  let mut fd = None;
+  match created {
+    Err(e) => {
+      // As Node: forget the key on error so another worker can retry.
+      reply.insert("errno".into(), e.errno().unwrap_or(-22).into());
+      reply.insert("data".into(), msg["data"].clone());
+    }
+    Ok(()) => {
+      let handle = st.handles.get_mut(&key).expect("created or found above");
+      reply.insert("errno".into(), Value::Null);
+      reply.insert("data".into(), handle.data().clone());
+      match handle {
+        Handle::Shared(h, _) => {
+          h.add(id);
+          fd = Some(h.fd.clone());
+        }
+        Handle::RoundRobin(h, _) => {
+          h.rr.add(id);
+          if let Some(name) = &h.sockname {
+            reply.insert("sockname".into(), name.clone());
+          }
+        }
+      }
+    }
+  }
+  if let Some(slot) = st.workers.get_mut(&id) {
+    slot.send_cluster(reply, fd);
+  }
+  dispatch::pump(st, &key);
+}
+
+fn create_handle(st: &mut State, state: &Shared, key: &str, msg: &Value) -> crate::error::Result<()> {
+  let target = Target::from_query(msg)?;
+  let fd = listen::bind_target(&target)?;
+  let data = msg["data"].clone();
+  let handle = if st.policy == SCHED_RR {
+    let backlog = msg["backlog"]
+      .as_i64()
+      .and_then(|b| i32::try_from(b).ok())
+      .unwrap_or(listen::DEFAULT_BACKLOG);
+    Handle::RoundRobin(dispatch::RrHandle::new(state, key, fd, backlog)?, data)
+  } else {
+    Handle::Shared(SharedHandle::new(fd), data)
+  };
+  st.handles.insert(key.to_string(), handle);
+  Ok(())
+}
+
+/// `worker.disconnect()` in the primary: tell the worker, drop its handles.
+pub(crate) fn disconnect(state: &Shared, id: u32) {
+  let mut st = state.borrow_mut();
+  if let Some(slot) = st.workers.get_mut(&id) {
+    slot.leaving = true;
+    let mut msg = Map::new();
+    msg.insert("act".into(), "disconnect".into());
+    slot.send_cluster(msg, None);
+  }
+  st.remove_from_handles(id);
+}
+
+pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
+  let mut st = state.borrow_mut();
+  let Some(slot) = st.workers.get_mut(&id) else {
+    return;
+  };
+  slot.connected = false;
+  slot.out = None;
+  slot.unacked_handles.clear();
+  slot.closed.notify_one();
+  let orphans: Vec<_> = slot.newconns.drain().map(|(_, conn)| conn).collect();
+  let exited = slot.exited;
+  st.remove_from_handles(id);
+  // Connections this worker never acked were never read: give them to another worker.
+  for (key, conn) in orphans {
+    dispatch::requeue(&mut st, id, &key, conn);
+  }
+  if exited {
+    st.workers.remove(&id);
+  }
+  st.emit(vec![Event::Disconnect { id }]);
+}
+
+pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option<String>) {
+  let mut st = state.borrow_mut();
+  st.pidfds
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+    .remove(&id);
+  if let Some(slot) = st.workers.get_mut(&id) {
+    slot.exited = true;
+    if !slot.connected {
+      st.workers.remove(&id);
+    }
+  }
+  st.emit(vec![Event::Exit { id, code, signal }]);
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn key_matches_nodes_template() {
+    let msg = json!({"address": null, "port": 3000, "addressType": 4, "index": 0});
+    assert_eq!(handle_key(&msg), "null:3000:4:undefined:0");
+    let msg = json!({"address": "::1", "port": 0, "addressType": 6, "fd": -1, "index": 2});
+    assert_eq!(handle_key(&msg), "::1:0:6:-1:2");
+  }
+}

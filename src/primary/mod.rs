@@ -1,0 +1,141 @@
+//! The primary's engine: one thread that lives as long as the process, running
+//! a single-threaded tokio runtime that spawns, reads, writes, accepts and
+//! reaps. JS talks to it through [`Engine`]; it talks back through a [`Sink`].
+
+mod cluster;
+mod dispatch;
+pub mod spawn;
+mod state;
+mod worker;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+pub use spawn::{SpawnSpec, StdioSpec};
+
+/// What the primary tells JS, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+  /// The worker announced `online`.
+  Online { id: u32 },
+  /// A worker server is listening; `info` is `{addressType, address, port, fd}` as JSON.
+  Listening { id: u32, info: String },
+  /// A user message, as the JSON text the worker sent.
+  Message { id: u32, json: String },
+  /// The worker is leaving on purpose (it sent `exitedAfterDisconnect`).
+  ExitedAfterDisconnect { id: u32 },
+  /// The channel closed.
+  Disconnect { id: u32 },
+  /// The process ended: an exit code or a signal name.
+  Exit {
+    id: u32,
+    code: Option<i32>,
+    signal: Option<String>,
+  },
+  /// Something about this worker went wrong (bad bytes on its channel, a failed write).
+  Error { id: u32, error: Error },
+}
+
+/// Where events go; the binding delivers them to JS.
+pub trait Sink: Send + Sync + 'static {
+  fn emit(&self, events: Vec<Event>);
+}
+
+/// A worker as JS sees it right after `fork()`.
+pub struct Spawned {
+  pub pid: i32,
+  /// The primary's ends of `pipe` stdio slots 0, 1, 2.
+  pub pipes: [Option<OwnedFd>; 3],
+}
+
+pub(crate) enum Command {
+  Spawn(Box<SpawnSpec>, std_mpsc::SyncSender<Result<Spawned>>),
+  /// A user message, already encoded (ends with `\n`).
+  Send { id: u32, bytes: Vec<u8> },
+  /// `worker.disconnect()`: ask the worker to close its servers and leave.
+  Disconnect { id: u32 },
+  /// `worker.process.disconnect()`: close our end of the channel.
+  CloseChannel { id: u32 },
+}
+
+/// pidfds of live workers, shared with the JS thread so `kill()` is immediate
+/// and can never reach a recycled pid.
+pub(crate) type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
+
+/// Handle to the engine thread.
+pub struct Engine {
+  commands: mpsc::UnboundedSender<Command>,
+  pidfds: PidFds,
+}
+
+impl Engine {
+  /// Starts the engine thread with the frozen scheduling policy.
+  pub fn start(sink: Arc<dyn Sink>, policy: u32) -> Result<Engine> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pidfds: PidFds = Arc::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+      .enable_io()
+      .enable_time()
+      .build()
+      .map_err(|e| Error::from_io(&e, "epoll_create", "rcluster engine"))?;
+    let shared = pidfds.clone();
+    std::thread::Builder::new()
+      .name("rcluster-primary".into())
+      .spawn(move || {
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, state::run(rx, sink, policy, shared));
+      })
+      .map_err(|e| Error::from_io(&e, "pthread_create", "rcluster engine"))?;
+    Ok(Engine {
+      commands: tx,
+      pidfds,
+    })
+  }
+
+  /// Starts a worker process; returns once it exists (or failed to).
+  pub fn spawn(&self, spec: SpawnSpec) -> Result<Spawned> {
+    let (tx, rx) = std_mpsc::sync_channel(1);
+    self.command(Command::Spawn(Box::new(spec), tx))?;
+    rx.recv().map_err(|_| Error::EngineGone)?
+  }
+
+  pub fn send(&self, id: u32, bytes: Vec<u8>) -> Result<()> {
+    self.command(Command::Send { id, bytes })
+  }
+
+  pub fn disconnect(&self, id: u32) -> Result<()> {
+    self.command(Command::Disconnect { id })
+  }
+
+  pub fn close_channel(&self, id: u32) -> Result<()> {
+    self.command(Command::CloseChannel { id })
+  }
+
+  /// Signals a worker. `Ok(false)` when it is already gone (Node's ESRCH case).
+  pub fn kill(&self, id: u32, sig: i32) -> Result<bool> {
+    let pidfd = {
+      let map = self.pidfds.lock().unwrap_or_else(|p| p.into_inner());
+      map.get(&id).cloned()
+    };
+    let Some(pidfd) = pidfd else {
+      return Ok(false);
+    };
+    match spawn::pidfd_kill(&pidfd, sig) {
+      Ok(()) => Ok(true),
+      // ESRCH: exited and reaped between lookup and signal; benign.
+      Err(Error::Sys {
+        errno: nix::errno::Errno::ESRCH,
+        ..
+      }) => Ok(false),
+      Err(e) => Err(e),
+    }
+  }
+
+  fn command(&self, cmd: Command) -> Result<()> {
+    self.commands.send(cmd).map_err(|_| Error::EngineGone)
+  }
+}

@@ -1,0 +1,194 @@
+//! Starting a worker: a stock `node` with the three variables that make it a
+//! cluster worker and its end of the IPC socketpair at `NODE_CHANNEL_FD`.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use crate::error::{Error, Result};
+
+/// What one `stdio` slot of the child gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StdioSpec {
+  Pipe,
+  Inherit,
+  Ignore,
+  /// The IPC channel.
+  Ipc,
+  /// One of the primary's own fds.
+  Fd(i32),
+}
+
+/// Everything `fork()` decided in JS, as plain Rust.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+  pub id: u32,
+  pub file: String,
+  pub args: Vec<String>,
+  pub env: Vec<(String, String)>,
+  pub cwd: Option<String>,
+  pub uid: Option<u32>,
+  pub gid: Option<u32>,
+  pub stdio: Vec<StdioSpec>,
+  pub serialization: String,
+}
+
+/// A started child: its pid, a pidfd to watch it, the primary's end of the
+/// channel, and the primary's ends of any `pipe` stdio slots (0, 1, 2).
+pub struct Child {
+  pub pid: i32,
+  pub pidfd: OwnedFd,
+  pub channel: OwnedFd,
+  pub pipes: [Option<OwnedFd>; 3],
+}
+
+pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
+  let ipc_index = spec
+    .stdio
+    .iter()
+    .position(|s| *s == StdioSpec::Ipc)
+    .unwrap_or(3)
+    .max(3) as i32;
+  // Both ends close-on-exec; the child's end is dup2'd to `ipc_index` after
+  // fork, which clears the flag on the copy only.
+  let (ours, theirs) = socketpair(
+    AddressFamily::Unix,
+    SockType::Stream,
+    None,
+    SockFlag::SOCK_CLOEXEC,
+  )
+  .map_err(|e| Error::sys(e, "socketpair", ""))?;
+
+  let mut cmd = Command::new(&spec.file);
+  cmd.args(&spec.args).env_clear().envs(spec.env.iter().cloned());
+  cmd.env("NODE_CHANNEL_FD", ipc_index.to_string());
+  cmd.env("NODE_CHANNEL_SERIALIZATION_MODE", &spec.serialization);
+  if let Some(cwd) = &spec.cwd {
+    cmd.current_dir(cwd);
+  }
+  if let Some(uid) = spec.uid {
+    cmd.uid(uid);
+  }
+  if let Some(gid) = spec.gid {
+    cmd.gid(gid);
+  }
+  let slot = |i: usize| spec.stdio.get(i).cloned().unwrap_or(StdioSpec::Inherit);
+  cmd.stdin(stdio_for(&slot(0))?);
+  cmd.stdout(stdio_for(&slot(1))?);
+  cmd.stderr(stdio_for(&slot(2))?);
+
+  let theirs_raw = theirs.as_raw_fd();
+  let parent = nix::unistd::getpid();
+  // SAFETY: the closure runs in the forked child before exec and only makes
+  // async-signal-safe calls (dup2, fcntl, sigprocmask, signal, prctl, getppid).
+  unsafe {
+    cmd.pre_exec(move || child_setup(theirs_raw, ipc_index, parent.as_raw()));
+  }
+  let child = cmd
+    .spawn()
+    .map_err(|e| Error::from_io(&e, "spawn", spec.file.clone()))?;
+  drop(theirs);
+  let pid = child.id() as i32;
+  let mut child = child;
+  let pipes = [
+    child.stdin.take().map(OwnedFd::from),
+    child.stdout.take().map(OwnedFd::from),
+    child.stderr.take().map(OwnedFd::from),
+  ];
+  // The std Child is only a pid from here on: we reap through the pidfd, and
+  // dropping a Child neither waits nor kills.
+  drop(child);
+  let pidfd = pidfd_open(pid)?;
+  Ok(Child {
+    pid,
+    pidfd,
+    channel: ours,
+    pipes,
+  })
+}
+
+fn stdio_for(spec: &StdioSpec) -> Result<Stdio> {
+  Ok(match spec {
+    StdioSpec::Pipe => Stdio::piped(),
+    StdioSpec::Inherit => Stdio::inherit(),
+    StdioSpec::Ignore | StdioSpec::Ipc => Stdio::null(),
+    StdioSpec::Fd(fd) => {
+      // Dup so the child gets the fd without the primary giving up its own.
+      let dup = nix::fcntl::fcntl(
+        // SAFETY: only borrowed for the duration of the fcntl call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) },
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+      )
+      .map_err(|e| Error::sys(e, "dup", format!("stdio fd {fd}")))?;
+      // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
+      Stdio::from(unsafe { OwnedFd::from_raw_fd(dup) })
+    }
+  })
+}
+
+/// In the child between fork and exec.
+fn child_setup(channel: i32, ipc_index: i32, parent: i32) -> std::io::Result<()> {
+  use nix::libc;
+  // SAFETY: plain syscalls on integers in a single-threaded child.
+  unsafe {
+    if channel == ipc_index {
+      let flags = libc::fcntl(channel, libc::F_GETFD);
+      if flags < 0 || libc::fcntl(channel, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+        return Err(std::io::Error::last_os_error());
+      }
+    } else if libc::dup2(channel, ipc_index) < 0 {
+      return Err(std::io::Error::last_os_error());
+    }
+    // As libuv does for every child: default dispositions, nothing blocked
+    // (the primary's threads block signals and a mask survives exec).
+    for sig in 1..32 {
+      if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+        libc::signal(sig, libc::SIG_DFL);
+      }
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    // No worker outlives a SIGKILLed primary. This fires when the spawning
+    // thread exits, which is why spawning happens on the engine thread that
+    // lives as long as the process.
+    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+      return Err(std::io::Error::last_os_error());
+    }
+    if libc::getppid() != parent {
+      // The primary died before prctl took effect.
+      libc::_exit(1);
+    }
+  }
+  Ok(())
+}
+
+fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+  // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+  let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+  if fd < 0 {
+    return Err(Error::sys(nix::errno::Errno::last(), "pidfd_open", pid.to_string()));
+  }
+  // SAFETY: a fresh descriptor from the kernel (pidfds are close-on-exec).
+  Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `sig` through a pidfd: never hits a recycled pid.
+pub fn pidfd_kill(pidfd: &OwnedFd, sig: i32) -> Result<()> {
+  // SAFETY: pidfd_send_signal with a valid fd, no siginfo, no flags.
+  let rc = unsafe {
+    nix::libc::syscall(
+      nix::libc::SYS_pidfd_send_signal,
+      pidfd.as_raw_fd(),
+      sig,
+      std::ptr::null::<nix::libc::siginfo_t>(),
+      0,
+    )
+  };
+  if rc < 0 {
+    return Err(Error::sys(nix::errno::Errno::last(), "kill", ""));
+  }
+  Ok(())
+}

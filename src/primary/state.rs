@@ -1,0 +1,173 @@
+//! The engine's state, owned by its one thread: workers, listen handles, and
+//! the command loop that JS drives.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
+
+use super::dispatch::RrHandle;
+use super::{cluster, worker, Command, Event, PidFds, Sink};
+use crate::ipc::channel::Channel;
+use crate::sched::shared::SharedHandle;
+
+pub(crate) type Shared = Rc<RefCell<State>>;
+
+/// One message for a worker's channel, with the fd that rides along.
+#[derive(Clone)]
+pub(crate) struct Outgoing {
+  pub bytes: Rc<[u8]>,
+  pub fd: Option<Rc<OwnedFd>>,
+}
+
+/// A listen key's socket, by strategy, with the `data` of the first query (Node's handle.data).
+pub(crate) enum Handle {
+  Shared(SharedHandle, Value),
+  RoundRobin(RrHandle, Value),
+}
+
+impl Handle {
+  pub fn data(&self) -> &Value {
+    match self {
+      Handle::Shared(_, d) | Handle::RoundRobin(_, d) => d,
+    }
+  }
+
+  /// True when no worker holds it any more.
+  pub fn remove(&mut self, worker: u32) -> bool {
+    match self {
+      Handle::Shared(h, _) => h.remove(worker),
+      Handle::RoundRobin(h, _) => h.rr.remove(worker),
+    }
+  }
+}
+
+/// The primary's view of one worker.
+pub(crate) struct Slot {
+  /// Queue to the writer task; None once the channel is closed.
+  pub out: Option<mpsc::UnboundedSender<Outgoing>>,
+  pub channel: Rc<Channel>,
+  /// Signalled when the reader sees the channel end.
+  pub closed: Rc<Notify>,
+  seq: u64,
+  pub connected: bool,
+  pub exited: bool,
+  /// Set by `exitedAfterDisconnect` or `worker.disconnect()`: no new servers.
+  pub leaving: bool,
+  /// Handle messages sent and not yet ACKed, oldest first (for NACK resends).
+  pub unacked_handles: VecDeque<Outgoing>,
+  /// Round-robin connections awaiting the worker's `accepted` reply, by seq.
+  pub newconns: HashMap<u64, (String, Rc<OwnedFd>)>,
+}
+
+impl Slot {
+  pub fn new(channel: Rc<Channel>, out: mpsc::UnboundedSender<Outgoing>) -> Self {
+    Slot {
+      out: Some(out),
+      channel,
+      closed: Rc::new(Notify::new()),
+      seq: 0,
+      connected: true,
+      exited: false,
+      leaving: false,
+      unacked_handles: VecDeque::new(),
+      newconns: HashMap::new(),
+    }
+  }
+
+  /// The next `seq` for a cluster message from the primary.
+  pub fn next_seq(&mut self) -> u64 {
+    let s = self.seq;
+    self.seq += 1;
+    s
+  }
+
+  /// Queues bytes (one whole message) for the writer.
+  pub fn send(&mut self, bytes: Rc<[u8]>, fd: Option<Rc<OwnedFd>>) {
+    let msg = Outgoing { bytes, fd };
+    if msg.fd.is_some() {
+      self.unacked_handles.push_back(msg.clone());
+    }
+    if let Some(out) = &self.out {
+      // A send error means the writer already stopped; the reader will report the close.
+      let _ = out.send(msg);
+    }
+  }
+
+  /// Sends a cluster message: adds `cmd` and `seq` as Node's sendHelper does.
+  pub fn send_cluster(&mut self, mut msg: serde_json::Map<String, Value>, fd: Option<Rc<OwnedFd>>) {
+    msg.insert("cmd".into(), "NODE_CLUSTER".into());
+    let seq = self.next_seq();
+    msg.insert("seq".into(), seq.into());
+    let body = Value::Object(msg);
+    let bytes = match &fd {
+      // The whole envelope goes out in one sendmsg with the fd attached.
+      Some(_) => crate::ipc::json::encode(&serde_json::json!({
+        "cmd": "NODE_HANDLE", "type": "net.Native", "msg": body
+      })),
+      None => crate::ipc::json::encode(&body),
+    };
+    self.send(bytes.into(), fd);
+  }
+}
+
+pub(crate) struct State {
+  pub policy: u32,
+  pub workers: HashMap<u32, Slot>,
+  pub handles: HashMap<String, Handle>,
+  pub sink: Arc<dyn Sink>,
+  pub pidfds: PidFds,
+}
+
+impl State {
+  pub fn emit(&self, events: Vec<Event>) {
+    if !events.is_empty() {
+      self.sink.emit(events);
+    }
+  }
+
+  /// Removes a worker from every handle, closing handles nobody holds,
+  /// as Node's removeHandlesForWorker does.
+  pub fn remove_from_handles(&mut self, id: u32) {
+    self.handles.retain(|_, h| !h.remove(id));
+  }
+}
+
+/// The engine thread's main loop.
+pub(crate) async fn run(
+  mut commands: mpsc::UnboundedReceiver<Command>,
+  sink: Arc<dyn Sink>,
+  policy: u32,
+  pidfds: PidFds,
+) {
+  let state: Shared = Rc::new(RefCell::new(State {
+    policy,
+    workers: HashMap::new(),
+    handles: HashMap::new(),
+    sink,
+    pidfds,
+  }));
+  while let Some(cmd) = commands.recv().await {
+    match cmd {
+      Command::Spawn(spec, reply) => {
+        // The JS thread is blocked on this reply; it cannot be gone.
+        let _ = reply.send(worker::start(&state, &spec));
+      }
+      Command::Send { id, bytes } => {
+        if let Some(slot) = state.borrow_mut().workers.get_mut(&id) {
+          slot.send(bytes.into(), None);
+        }
+      }
+      Command::Disconnect { id } => cluster::disconnect(&state, id),
+      Command::CloseChannel { id } => {
+        if let Some(slot) = state.borrow().workers.get(&id) {
+          slot.channel.shutdown();
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,136 @@
+//! One worker's life in the engine: spawn it, then a reader, a writer and a
+//! reaper task until its channel is closed and its process is reaped.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use tokio::io::Interest;
+use tokio::sync::mpsc;
+use tokio::task::spawn_local;
+
+use super::spawn::{spawn, SpawnSpec};
+use super::state::{Outgoing, Shared, Slot};
+use super::{cluster, Event, Spawned};
+use crate::error::{Error, Result};
+use crate::ipc::channel::{watch, Channel};
+use crate::ipc::json::Decoder;
+
+/// How long the exit of a dead worker waits for its channel to drain, so that
+/// messages it sent just before dying are delivered before `exit`.
+const DRAIN_BEFORE_EXIT: Duration = Duration::from_secs(1);
+
+pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
+  let child = spawn(spec)?;
+  let id = spec.id;
+  let channel = Rc::new(
+    Channel::new(child.channel).map_err(|e| Error::from_io(&e, "epoll_ctl", "ipc channel"))?,
+  );
+  let pidfd = Arc::new(child.pidfd);
+  let (tx, rx) = mpsc::unbounded_channel();
+  {
+    let mut st = state.borrow_mut();
+    st.workers.insert(id, Slot::new(channel.clone(), tx));
+    st.pidfds
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .insert(id, pidfd.clone());
+  }
+  spawn_local(read_loop(state.clone(), id, channel.clone()));
+  spawn_local(write_loop(state.clone(), id, channel, rx));
+  spawn_local(reap(state.clone(), id, child.pid, pidfd));
+  Ok(Spawned {
+    pid: child.pid,
+    pipes: child.pipes,
+  })
+}
+
+async fn read_loop(state: Shared, id: u32, channel: Rc<Channel>) {
+  let mut decoder = Decoder::default();
+  let mut buf = vec![0u8; 64 * 1024];
+  let mut fds: Vec<OwnedFd> = Vec::new();
+  let mut frames = Vec::new();
+  loop {
+    match channel.read(&mut buf, &mut fds).await {
+      Ok(0) => break,
+      Ok(n) => {
+        decoder.push(&buf[..n], &mut frames);
+        cluster::on_frames(&state, id, &mut frames, &mut fds);
+      }
+      // The worker vanished mid-stream: that is a disconnect, not an error.
+      Err(e) if e.raw_os_error() == Some(Errno::ECONNRESET as i32) => break,
+      Err(e) => {
+        let error = Error::from_io(&e, "read", "ipc channel");
+        state.borrow().emit(vec![Event::Error { id, error }]);
+        break;
+      }
+    }
+  }
+  cluster::on_channel_closed(&state, id);
+}
+
+async fn write_loop(
+  state: Shared,
+  id: u32,
+  channel: Rc<Channel>,
+  mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+  while let Some(msg) = rx.recv().await {
+    let fd = msg.fd.as_ref().map(|f| f.as_raw_fd());
+    if let Err(e) = channel.write_all(&msg.bytes, fd).await {
+      // EPIPE/ECONNRESET: the worker closed its end; the reader reports the
+      // disconnect. Anything else is this worker's error.
+      let quiet = matches!(e.raw_os_error(), Some(c) if c == Errno::EPIPE as i32 || c == Errno::ECONNRESET as i32);
+      if !quiet {
+        let error = Error::from_io(&e, "write", "ipc channel");
+        state.borrow().emit(vec![Event::Error { id, error }]);
+      }
+      channel.shutdown();
+      return;
+    }
+  }
+}
+
+/// Waits for this pid only (never `waitpid(-1)`: libuv reaps its own children
+/// by pid and a blanket wait would steal their status).
+async fn reap(state: Shared, id: u32, pid: i32, pidfd: Arc<OwnedFd>) {
+  let (code, signal) = match wait_exit(pid, pidfd).await {
+    Ok(status) => status,
+    Err(error) => {
+      state.borrow().emit(vec![Event::Error { id, error }]);
+      (None, None)
+    }
+  };
+  let closed = {
+    let st = state.borrow();
+    st.workers.get(&id).filter(|s| s.connected).map(|s| s.closed.clone())
+  };
+  if let Some(closed) = closed {
+    let _ = tokio::time::timeout(DRAIN_BEFORE_EXIT, closed.notified()).await;
+  }
+  cluster::on_exit(&state, id, code, signal);
+}
+
+async fn wait_exit(pid: i32, pidfd: Arc<OwnedFd>) -> Result<(Option<i32>, Option<String>)> {
+  let afd = watch(pidfd, Interest::READABLE)
+    .map_err(|e| Error::from_io(&e, "epoll_ctl", "pidfd"))?;
+  loop {
+    let mut guard = afd
+      .readable()
+      .await
+      .map_err(|e| Error::from_io(&e, "epoll_wait", "pidfd"))?;
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+      Ok(WaitStatus::Exited(_, code)) => return Ok((Some(code), None)),
+      Ok(WaitStatus::Signaled(_, sig, _)) => return Ok((None, Some(sig.as_str().to_string()))),
+      // Not yet, or only stopped/continued: wait for the next readiness.
+      Ok(_) => guard.clear_ready(),
+      Err(Errno::EINTR) => continue,
+      Err(e) => return Err(Error::sys(e, "waitpid", pid.to_string())),
+    }
+  }
+}

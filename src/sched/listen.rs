@@ -1,0 +1,170 @@
+//! Creating the sockets workers ask for, as Node's `net._createServerHandle`
+//! does: SO_REUSEADDR, dual-stack `::` when no address was given (falling back
+//! to `0.0.0.0`), IPV6_V6ONLY on request, unix paths for `addressType` -1.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+  bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
+  SockType, SockaddrIn, SockaddrIn6, SockaddrStorage, UnixAddr,
+};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// libuv's `UV_TCP_IPV6ONLY`, as the worker sends it in `flags`.
+const UV_TCP_IPV6ONLY: u64 = 1;
+/// Node's default listen backlog.
+pub const DEFAULT_BACKLOG: i32 = 511;
+
+/// What a worker's `queryServer` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+  /// TCP; `address` None means "any" (dual-stack where possible).
+  Tcp {
+    address: Option<IpAddr>,
+    port: u16,
+    ipv6_only: bool,
+  },
+  /// A unix socket path.
+  Unix(String),
+}
+
+impl Target {
+  /// Reads `address`, `port`, `addressType` and `flags` from a queryServer message.
+  pub fn from_query(msg: &Value) -> Result<Target> {
+    let address = msg.get("address").and_then(Value::as_str);
+    let address_type = &msg["addressType"];
+    let einval = |what: &str| Error::sys(nix::errno::Errno::EINVAL, "listen", what.to_string());
+    if address_type.as_i64() == Some(-1) {
+      return address
+        .map(|p| Target::Unix(p.to_string()))
+        .ok_or_else(|| einval("unix socket without a path"));
+    }
+    if !matches!(address_type.as_i64(), Some(4) | Some(6)) {
+      return Err(einval(&format!("addressType {address_type}")));
+    }
+    let port = msg["port"].as_i64().unwrap_or(0);
+    let port = u16::try_from(port).map_err(|_| einval(&format!("port {port}")))?;
+    let address = match address {
+      None | Some("") => None,
+      Some(a) => Some(
+        a.parse::<IpAddr>()
+          .map_err(|_| Error::sys(nix::errno::Errno::EINVAL, "bind", a.to_string()))?,
+      ),
+    };
+    let flags = msg["flags"].as_u64().unwrap_or(0);
+    Ok(Target::Tcp {
+      address,
+      port,
+      ipv6_only: flags & UV_TCP_IPV6ONLY != 0,
+    })
+  }
+}
+
+/// Creates and binds the socket (not yet listening), close-on-exec.
+pub fn bind_target(target: &Target) -> Result<OwnedFd> {
+  match target {
+    Target::Unix(path) => {
+      let fd = new_socket(AddressFamily::Unix)?;
+      let addr = UnixAddr::new(path.as_str()).map_err(|e| Error::sys(e, "bind", path.clone()))?;
+      bind(fd.as_raw_fd(), &addr).map_err(|e| Error::sys(e, "bind", path.clone()))?;
+      Ok(fd)
+    }
+    Target::Tcp {
+      address: None,
+      port,
+      ipv6_only,
+    } => bind_tcp(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port), *ipv6_only)
+      .or_else(|_| bind_tcp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port), false)),
+    Target::Tcp {
+      address: Some(ip),
+      port,
+      ipv6_only,
+    } => bind_tcp(SocketAddr::new(*ip, *port), *ipv6_only),
+  }
+}
+
+fn new_socket(family: AddressFamily) -> Result<OwnedFd> {
+  socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+    .map_err(|e| Error::sys(e, "socket", ""))
+}
+
+fn bind_tcp(addr: SocketAddr, ipv6_only: bool) -> Result<OwnedFd> {
+  let context = addr.to_string();
+  let fd = new_socket(match addr {
+    SocketAddr::V4(_) => AddressFamily::Inet,
+    SocketAddr::V6(_) => AddressFamily::Inet6,
+  })?;
+  // As libuv's uv_tcp_bind: reuse the address so a restarted primary can bind
+  // while old connections sit in TIME_WAIT.
+  setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
+  let res = match addr {
+    SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
+    SocketAddr::V6(a) => {
+      setsockopt(&fd, sockopt::Ipv6V6Only, &ipv6_only)
+        .map_err(|e| Error::sys(e, "setsockopt", ""))?;
+      bind(fd.as_raw_fd(), &SockaddrIn6::from(a))
+    }
+  };
+  res.map_err(|e| Error::sys(e, "bind", context))?;
+  Ok(fd)
+}
+
+/// `listen(2)` with Node's backlog.
+pub fn start_listening(fd: &impl AsFd, backlog: i32) -> Result<()> {
+  let backlog = Backlog::new(backlog).unwrap_or(Backlog::MAXCONN);
+  listen(fd, backlog).map_err(|e| Error::sys(e, "listen", ""))
+}
+
+/// The `sockname` Node's round-robin reply carries: `{address, family, port}`;
+/// None for unix sockets, which Node answers without one.
+pub fn sockname(fd: &impl AsFd) -> Option<Value> {
+  let addr: SockaddrStorage = getsockname(fd.as_fd().as_raw_fd()).ok()?;
+  if let Some(v4) = addr.as_sockaddr_in() {
+    return Some(json!({"address": v4.ip().to_string(), "family": "IPv4", "port": v4.port()}));
+  }
+  let v6 = addr.as_sockaddr_in6()?;
+  Some(json!({"address": v6.ip().to_string(), "family": "IPv6", "port": v6.port()}))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn null_address_means_any_dual_stack() {
+    let t = Target::from_query(&json!({"address": null, "port": 0, "addressType": 4})).unwrap();
+    let fd = bind_target(&t).unwrap();
+    let name = sockname(&fd).unwrap();
+    assert!(name["port"].as_u64().unwrap() > 0, "port 0 gets a real port");
+    assert!(name["address"] == "::" || name["address"] == "0.0.0.0");
+  }
+
+  #[test]
+  fn address_in_use_is_reported_as_bind_eaddrinuse() {
+    let t = Target::from_query(&json!({"address": "127.0.0.1", "port": 0, "addressType": 4})).unwrap();
+    let first = bind_target(&t).unwrap();
+    start_listening(&first, 16).unwrap();
+    let port = sockname(&first).unwrap()["port"].as_u64().unwrap();
+    let again =
+      Target::from_query(&json!({"address": "127.0.0.1", "port": port, "addressType": 4})).unwrap();
+    let err = bind_target(&again).unwrap_err();
+    assert_eq!(err.code(), "EADDRINUSE");
+    assert_eq!(err.errno(), Some(-98));
+  }
+
+  #[test]
+  fn bad_input_is_einval_not_a_panic() {
+    for msg in [
+      json!({"address": "not-an-ip", "port": 1, "addressType": 4}),
+      json!({"address": null, "port": 70000, "addressType": 4}),
+      json!({"address": null, "port": 1, "addressType": "tcp9"}),
+      json!({"addressType": -1}),
+    ] {
+      let err = Target::from_query(&msg).unwrap_err();
+      assert_eq!(err.code(), "EINVAL", "{msg}");
+    }
+  }
+}

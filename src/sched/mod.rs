@@ -1,0 +1,11 @@
+//! Socket strategies for `queryServer`, one file each as in Node's
+//! lib/internal/cluster: a shared listen socket, or round-robin hand-off.
+
+pub mod listen;
+pub mod round_robin;
+pub mod shared;
+
+/// `cluster.SCHED_NONE`: the kernel picks the worker.
+pub const SCHED_NONE: u32 = 1;
+/// `cluster.SCHED_RR`: the primary accepts and hands connections out.
+pub const SCHED_RR: u32 = 2;

@@ -1,0 +1,36 @@
+//! SCHED_NONE (and every UDP socket in Node): one bound socket, sent to every
+//! worker that asks; the kernel spreads connections among them.
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+/// A socket the primary created once and shares by fd with each worker.
+pub struct SharedHandle {
+  pub fd: Rc<OwnedFd>,
+  workers: HashSet<u32>,
+}
+
+impl SharedHandle {
+  pub fn new(fd: OwnedFd) -> Self {
+    SharedHandle {
+      fd: Rc::new(fd),
+      workers: HashSet::new(),
+    }
+  }
+
+  pub fn add(&mut self, worker: u32) {
+    self.workers.insert(worker);
+  }
+
+  /// Drops a worker; true when none is left and the socket should close,
+  /// as Node's SharedHandle.remove does.
+  pub fn remove(&mut self, worker: u32) -> bool {
+    self.workers.remove(&worker);
+    self.workers.is_empty()
+  }
+
+  pub fn has(&self, worker: u32) -> bool {
+    self.workers.contains(&worker)
+  }
+}
