@@ -94,9 +94,7 @@ impl Sink for JsSink {
     let batch: Vec<JsEvent> = events.into_iter().map(JsEvent::from).collect();
     // NonBlocking on an unbounded queue only fails while Node shuts down,
     // when nobody is left to tell.
-    self
-      .0
-      .call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+    self.0.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
   }
 }
 
@@ -136,7 +134,9 @@ pub fn set_ref(env: Env, on: bool) -> Result<()> {
     }
   };
   if status != napi::sys::Status::napi_ok {
-    return Err(Error::from_reason("napi_(un)ref_threadsafe_function failed"));
+    return Err(Error::from_reason(
+      "napi_(un)ref_threadsafe_function failed",
+    ));
   }
   Ok(())
 }

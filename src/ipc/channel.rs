@@ -40,7 +40,8 @@ impl Channel {
   pub async fn write_all(&self, mut data: &[u8], mut pass: Option<RawFd>) -> io::Result<()> {
     while !data.is_empty() {
       let mut guard = self.fd.writable().await?;
-      match guard.try_io(|inner| retry_eintr(|| fdpass::send(inner.get_ref().as_fd(), data, pass))) {
+      match guard.try_io(|inner| retry_eintr(|| fdpass::send(inner.get_ref().as_fd(), data, pass)))
+      {
         Ok(Ok(n)) => {
           data = &data[n..];
           pass = None;

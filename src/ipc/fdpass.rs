@@ -72,7 +72,12 @@ mod tests {
     )
     .unwrap();
     let (pa, pb) = std::os::unix::net::UnixStream::pair().unwrap();
-    let n = send(a.as_fd(), b"{\"cmd\":\"NODE_HANDLE\"}\n", Some(pb.as_raw_fd())).unwrap();
+    let n = send(
+      a.as_fd(),
+      b"{\"cmd\":\"NODE_HANDLE\"}\n",
+      Some(pb.as_raw_fd()),
+    )
+    .unwrap();
     assert_eq!(n, 22);
     drop(pb);
     let mut buf = [0u8; 64];
@@ -87,7 +92,11 @@ mod tests {
     got.read_exact(&mut two).unwrap();
     assert_eq!(&two, b"hi");
     let flags = nix::fcntl::fcntl(got.as_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
-    assert_ne!(flags & nix::libc::FD_CLOEXEC, 0, "received fds are close-on-exec");
+    assert_ne!(
+      flags & nix::libc::FD_CLOEXEC,
+      0,
+      "received fds are close-on-exec"
+    );
   }
 
   #[test]

@@ -53,7 +53,9 @@ impl Decoder {
     if self.buf.len() > MAX_MESSAGE {
       self.buf = Vec::new();
       self.skipping = true;
-      out.push(Frame::Bad(format!("message longer than {MAX_MESSAGE} bytes")));
+      out.push(Frame::Bad(format!(
+        "message longer than {MAX_MESSAGE} bytes"
+      )));
     }
   }
 }
@@ -144,6 +146,9 @@ mod tests {
 
   #[test]
   fn encode_ends_with_newline() {
-    assert_eq!(encode(&json!({"cmd":"NODE_HANDLE_ACK"})), b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n");
+    assert_eq!(
+      encode(&json!({"cmd":"NODE_HANDLE_ACK"})),
+      b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n"
+    );
   }
 }

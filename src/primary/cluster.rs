@@ -186,7 +186,12 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
   dispatch::pump(st, &key);
 }
 
-fn create_handle(st: &mut State, state: &Shared, key: &str, msg: &Value) -> crate::error::Result<()> {
+fn create_handle(
+  st: &mut State,
+  state: &Shared,
+  key: &str,
+  msg: &Value,
+) -> crate::error::Result<()> {
   let target = Target::from_query(msg)?;
   let fd = listen::bind_target(&target)?;
   let data = msg["data"].clone();

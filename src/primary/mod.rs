@@ -55,11 +55,18 @@ pub struct Spawned {
 pub(crate) enum Command {
   Spawn(Box<SpawnSpec>, std_mpsc::SyncSender<Result<Spawned>>),
   /// A user message, already encoded (ends with `\n`).
-  Send { id: u32, bytes: Vec<u8> },
+  Send {
+    id: u32,
+    bytes: Vec<u8>,
+  },
   /// `worker.disconnect()`: ask the worker to close its servers and leave.
-  Disconnect { id: u32 },
+  Disconnect {
+    id: u32,
+  },
   /// `worker.process.disconnect()`: close our end of the channel.
-  CloseChannel { id: u32 },
+  CloseChannel {
+    id: u32,
+  },
 }
 
 /// pidfds of live workers, shared with the JS thread so `kill()` is immediate

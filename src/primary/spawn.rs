@@ -62,7 +62,10 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   .map_err(|e| Error::sys(e, "socketpair", ""))?;
 
   let mut cmd = Command::new(&spec.file);
-  cmd.args(&spec.args).env_clear().envs(spec.env.iter().cloned());
+  cmd
+    .args(&spec.args)
+    .env_clear()
+    .envs(spec.env.iter().cloned());
   cmd.env("NODE_CHANNEL_FD", ipc_index.to_string());
   cmd.env("NODE_CHANNEL_SERIALIZATION_MODE", &spec.serialization);
   if let Some(cwd) = &spec.cwd {
@@ -75,9 +78,9 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
     cmd.gid(gid);
   }
   let slot = |i: usize| spec.stdio.get(i).cloned().unwrap_or(StdioSpec::Inherit);
-  cmd.stdin(stdio_for(&slot(0))?);
-  cmd.stdout(stdio_for(&slot(1))?);
-  cmd.stderr(stdio_for(&slot(2))?);
+  cmd.stdin(stdio_for(&slot(0), 0)?);
+  cmd.stdout(stdio_for(&slot(1), 1)?);
+  cmd.stderr(stdio_for(&slot(2), 2)?);
 
   let theirs_raw = theirs.as_raw_fd();
   let parent = nix::unistd::getpid();
@@ -109,10 +112,13 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   })
 }
 
-fn stdio_for(spec: &StdioSpec) -> Result<Stdio> {
+fn stdio_for(spec: &StdioSpec, slot: i32) -> Result<Stdio> {
   Ok(match spec {
     StdioSpec::Pipe => Stdio::piped(),
-    StdioSpec::Inherit => Stdio::inherit(),
+    // Node's own stdio fds may be close-on-exec, so "inherit" hands over a
+    // dup (std dup2s it into place, which clears the flag), as libuv does.
+    // A closed parent fd gives the child /dev/null.
+    StdioSpec::Inherit => stdio_for(&StdioSpec::Fd(slot), slot).unwrap_or_else(|_| Stdio::null()),
     StdioSpec::Ignore | StdioSpec::Ipc => Stdio::null(),
     StdioSpec::Fd(fd) => {
       // Dup so the child gets the fd without the primary giving up its own.
@@ -154,7 +160,14 @@ fn child_setup(channel: i32, ipc_index: i32, parent: i32) -> std::io::Result<()>
     // No worker outlives a SIGKILLed primary. This fires when the spawning
     // thread exits, which is why spawning happens on the engine thread that
     // lives as long as the process.
-    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+    if libc::prctl(
+      libc::PR_SET_PDEATHSIG,
+      libc::SIGKILL as libc::c_ulong,
+      0,
+      0,
+      0,
+    ) < 0
+    {
       return Err(std::io::Error::last_os_error());
     }
     if libc::getppid() != parent {
@@ -169,7 +182,11 @@ fn pidfd_open(pid: i32) -> Result<OwnedFd> {
   // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
   let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
   if fd < 0 {
-    return Err(Error::sys(nix::errno::Errno::last(), "pidfd_open", pid.to_string()));
+    return Err(Error::sys(
+      nix::errno::Errno::last(),
+      "pidfd_open",
+      pid.to_string(),
+    ));
   }
   // SAFETY: a fresh descriptor from the kernel (pidfds are close-on-exec).
   Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })

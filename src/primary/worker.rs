@@ -108,7 +108,10 @@ async fn reap(state: Shared, id: u32, pid: i32, pidfd: Arc<OwnedFd>) {
   };
   let closed = {
     let st = state.borrow();
-    st.workers.get(&id).filter(|s| s.connected).map(|s| s.closed.clone())
+    st.workers
+      .get(&id)
+      .filter(|s| s.connected)
+      .map(|s| s.closed.clone())
   };
   if let Some(closed) = closed {
     let _ = tokio::time::timeout(DRAIN_BEFORE_EXIT, closed.notified()).await;
@@ -117,8 +120,8 @@ async fn reap(state: Shared, id: u32, pid: i32, pidfd: Arc<OwnedFd>) {
 }
 
 async fn wait_exit(pid: i32, pidfd: Arc<OwnedFd>) -> Result<(Option<i32>, Option<String>)> {
-  let afd = watch(pidfd, Interest::READABLE)
-    .map_err(|e| Error::from_io(&e, "epoll_ctl", "pidfd"))?;
+  let afd =
+    watch(pidfd, Interest::READABLE).map_err(|e| Error::from_io(&e, "epoll_ctl", "pidfd"))?;
   loop {
     let mut guard = afd
       .readable()

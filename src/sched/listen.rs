@@ -76,8 +76,11 @@ pub fn bind_target(target: &Target) -> Result<OwnedFd> {
       address: None,
       port,
       ipv6_only,
-    } => bind_tcp(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port), *ipv6_only)
-      .or_else(|_| bind_tcp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port), false)),
+    } => bind_tcp(
+      SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port),
+      *ipv6_only,
+    )
+    .or_else(|_| bind_tcp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port), false)),
     Target::Tcp {
       address: Some(ip),
       port,
@@ -138,13 +141,17 @@ mod tests {
     let t = Target::from_query(&json!({"address": null, "port": 0, "addressType": 4})).unwrap();
     let fd = bind_target(&t).unwrap();
     let name = sockname(&fd).unwrap();
-    assert!(name["port"].as_u64().unwrap() > 0, "port 0 gets a real port");
+    assert!(
+      name["port"].as_u64().unwrap() > 0,
+      "port 0 gets a real port"
+    );
     assert!(name["address"] == "::" || name["address"] == "0.0.0.0");
   }
 
   #[test]
   fn address_in_use_is_reported_as_bind_eaddrinuse() {
-    let t = Target::from_query(&json!({"address": "127.0.0.1", "port": 0, "addressType": 4})).unwrap();
+    let t =
+      Target::from_query(&json!({"address": "127.0.0.1", "port": 0, "addressType": 4})).unwrap();
     let first = bind_target(&t).unwrap();
     start_listening(&first, 16).unwrap();
     let port = sockname(&first).unwrap()["port"].as_u64().unwrap();

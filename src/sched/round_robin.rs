@@ -66,7 +66,11 @@ impl<C> RoundRobin<C> {
 
   /// Connections the workers can still take beyond what is queued.
   pub fn room(&self) -> usize {
-    let free: usize = self.workers.iter().map(|&(_, n)| WINDOW.saturating_sub(n)).sum();
+    let free: usize = self
+      .workers
+      .iter()
+      .map(|&(_, n)| WINDOW.saturating_sub(n))
+      .sum();
     free.saturating_sub(self.queue.len())
   }
 

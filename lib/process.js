@@ -1,0 +1,154 @@
+'use strict';
+// `worker.process`: the ChildProcess surface apps use, for a child that the
+// Rust engine spawned and owns. The engine's events drive it.
+
+const EventEmitter = require('node:events');
+const net = require('node:net');
+const { constants: { signals } } = require('node:os');
+const errors = require('./errors');
+
+const signalNames = Object.fromEntries(Object.entries(signals).map(([k, v]) => [v, k]));
+
+// As child_process's convertToValidSignal.
+function convertToValidSignal(signal) {
+  if (typeof signal === 'number' && signalNames[signal]) return signal;
+  if (typeof signal === 'string') {
+    const n = signals[signal.toUpperCase()];
+    if (n) return n;
+  }
+  throw errors.ERR_UNKNOWN_SIGNAL(signal);
+}
+
+class WorkerProcess extends EventEmitter {
+  constructor(native, id, spawnfile, spawnargs) {
+    super();
+    this._native = native;
+    this._id = id;
+    this.pid = undefined;
+    this.connected = false;
+    this.exitCode = null;
+    this.signalCode = null;
+    this.killed = false;
+    this.spawnfile = spawnfile;
+    this.spawnargs = spawnargs;
+    this.stdin = null;
+    this.stdout = null;
+    this.stderr = null;
+    this.stdio = [null, null, null, null];
+    this._openStdio = 0;
+    this._exited = false;
+    this._closed = false;
+  }
+
+  // Called once the engine has started the process.
+  _spawned(pid, fds) {
+    this.pid = pid;
+    this.connected = true;
+    fds.forEach((fd, i) => {
+      if (fd == null) return;
+      const stream = new net.Socket({ fd, readable: i !== 0, writable: i === 0 });
+      if (i !== 0) {
+        this._openStdio++;
+        stream.once('close', () => {
+          this._openStdio--;
+          this._maybeClose();
+        });
+      }
+      this.stdio[i] = stream;
+    });
+    [this.stdin, this.stdout, this.stderr] = this.stdio;
+  }
+
+  kill(sig) {
+    const signal = sig === 0 ? sig : convertToValidSignal(sig === undefined ? 'SIGTERM' : sig);
+    // As Node: after exit the handle is gone and kill() reports false.
+    if (this._exited || this.pid === undefined) return false;
+    const res = this._native.kill(this._id, signal);
+    if (res === true) {
+      this.killed = true;
+      return true;
+    }
+    if (res === false) return false; // ESRCH: already dead.
+    const err = errors.systemError(res, { syscall: 'kill' });
+    if (res.code === 'EINVAL' || res.code === 'ENOSYS') throw err;
+    this.emit('error', err);
+    return false;
+  }
+
+  send(message, handle, options, callback) {
+    if (typeof handle === 'function') {
+      callback = handle;
+      handle = undefined;
+      options = undefined;
+    } else if (typeof options === 'function') {
+      callback = options;
+      options = undefined;
+    } else if (options !== undefined) {
+      errors.validateObject(options, 'options');
+    }
+    if (this.connected) return this._send(message, handle, callback);
+    const ex = errors.ERR_IPC_CHANNEL_CLOSED();
+    if (typeof callback === 'function') process.nextTick(callback, ex);
+    else process.nextTick(() => this.emit('error', ex));
+    return false;
+  }
+
+  _send(message, handle, callback) {
+    if (message === undefined) throw errors.ERR_MISSING_ARGS('message');
+    const type = typeof message;
+    if (type !== 'string' && type !== 'object' && type !== 'number' && type !== 'boolean') {
+      throw errors.ERR_INVALID_ARG_TYPE('message', ['string', 'object', 'number', 'boolean'], message);
+    }
+    if (handle) {
+      if (!(handle instanceof net.Socket || handle instanceof net.Server ||
+            (handle && typeof handle === 'object' && handle.constructor &&
+             /^(Socket|Server|TCP|Pipe|UDP)$/.test(handle.constructor.name)))) {
+        throw errors.ERR_INVALID_HANDLE_TYPE();
+      }
+      throw errors.ERR_RCLUSTER_HANDLE_UNSUPPORTED();
+    }
+    // Serialize here so a circular message throws in the caller, as in Node.
+    const json = JSON.stringify(message);
+    this._native.send(this._id, json);
+    if (typeof callback === 'function') process.nextTick(callback, null);
+    return true;
+  }
+
+  disconnect() {
+    if (!this.connected) {
+      this.emit('error', errors.ERR_IPC_DISCONNECTED());
+      return;
+    }
+    // No new messages from here on; 'disconnect' comes when the engine has closed the channel.
+    this.connected = false;
+    this._native.closeChannel(this._id);
+  }
+
+  ref() {}
+
+  unref() {}
+
+  _onDisconnect() {
+    this.connected = false;
+    this.emit('disconnect');
+    this._maybeClose();
+  }
+
+  _onExit(code, signal) {
+    this._exited = true;
+    this.exitCode = code ?? null;
+    this.signalCode = signal ?? null;
+    if (this.stdin) this.stdin.destroy();
+    this.emit('exit', this.exitCode, this.signalCode);
+    this._maybeClose();
+  }
+
+  // As ChildProcess: 'close' once the process exited and its stdio and channel are closed.
+  _maybeClose() {
+    if (this._closed || !this._exited || this.connected || this._openStdio > 0) return;
+    this._closed = true;
+    this.emit('close', this.exitCode, this.signalCode);
+  }
+}
+
+module.exports = { WorkerProcess, convertToValidSignal };
