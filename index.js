@@ -336,7 +336,8 @@ function onEvents(batch) {
         cluster.emit('online', worker);
         break;
       case 'listening': {
-        const info = JSON.parse(ev.data);
+        const m = JSON.parse(ev.data);
+        const info = { addressType: m.addressType, address: m.address, port: m.port, fd: m.fd };
         worker.state = 'listening';
         worker.emit('listening', info);
         cluster.emit('listening', worker, info);

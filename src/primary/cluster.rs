@@ -5,7 +5,7 @@
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::dispatch;
 use super::state::{Handle, Shared, State};
@@ -92,15 +92,10 @@ fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut 
     "online" => events.push(Event::Online { id }),
     "queryServer" => query_server(st, state, id, &msg),
     "listening" => {
-      let info = json!({
-        "addressType": msg.get("addressType"),
-        "address": msg.get("address"),
-        "port": msg.get("port"),
-        "fd": msg.get("fd"),
-      });
+      // The whole message goes to JS, which picks Node's four fields.
       events.push(Event::Listening {
         id,
-        info: info.to_string(),
+        info: msg.to_string(),
       });
     }
     "close" => {
@@ -260,6 +255,7 @@ pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option
 #[cfg(test)]
 mod tests {
   use super::*;
+  use serde_json::json;
 
   #[test]
   fn key_matches_nodes_template() {

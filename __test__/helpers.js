@@ -1,0 +1,151 @@
+'use strict';
+// Runs fixture apps in child processes, under node:cluster or rcluster, and
+// collects what they report. Every run is bounded and its process group killed.
+
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..');
+const MODULES = { node: 'node:cluster', rcluster: ROOT };
+
+/**
+ * Runs __test__/fixtures/<name> with CLUSTER_MODULE set to the module under test.
+ * Lines the fixture prints as JSON become `events`. Resolves with
+ * { code, signal, events, stdout, stderr }.
+ */
+function runFixture(name, { module = 'rcluster', env = {}, timeout = 20000, args = [], spawnOptions = {} } = {}) {
+  const file = path.join(__dirname, 'fixtures', name);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [file, ...args], {
+      env: { ...process.env, CLUSTER_MODULE: MODULES[module], ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, so a timeout can kill workers too
+      ...spawnOptions,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => {
+      killGroup(child.pid);
+      reject(new Error(`fixture ${name} (${module}) timed out after ${timeout} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, timeout);
+    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      killGroup(child.pid); // anything the fixture left behind
+      const events = [];
+      for (const line of stdout.split('\n')) {
+        if (line.startsWith('{') || line.startsWith('[')) {
+          try { events.push(JSON.parse(line)); } catch { /* not an event line */ }
+        }
+      }
+      resolve({ code, signal, events, stdout, stderr });
+    });
+  });
+}
+
+function killGroup(pid) {
+  try { process.kill(-pid, 'SIGKILL'); } catch { /* already gone */ }
+}
+
+/** Whether a pid is still a running (non-zombie) process. */
+function alive(pid) {
+  try {
+    const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `check` every 20 ms until it returns true or `ms` pass. */
+async function waitFor(check, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+module.exports = { runFixture, killGroup, alive, waitFor, ROOT, MODULES };
+
+/**
+ * Starts a fixture and lets the test talk to it while it runs.
+ * `next(pred, ms)` resolves with the first reported event matching `pred`;
+ * `stop(signal)` signals the primary and resolves with its exit; `kill()` kills the group.
+ */
+function startFixture(name, { module = 'rcluster', env = {}, args = [] } = {}) {
+  const file = path.join(__dirname, 'fixtures', name);
+  const child = spawn(process.execPath, [file, ...args], {
+    env: { ...process.env, CLUSTER_MODULE: MODULES[module], ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const events = [];
+  const waiters = [];
+  let buf = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let ev;
+      try { ev = JSON.parse(line); } catch { continue; }
+      events.push(ev);
+      for (const w of [...waiters]) {
+        if (w.pred(ev)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(ev);
+        }
+      }
+    }
+  });
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  function next(pred, ms = 10000) {
+    const found = events.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const w = { pred, resolve: (ev) => { clearTimeout(timer); resolve(ev); } };
+      waiters.push(w);
+      const timer = setTimeout(() => {
+        const i = waiters.indexOf(w);
+        if (i >= 0) {
+          waiters.splice(i, 1);
+          reject(new Error(`no matching event from ${name} within ${ms} ms; got ${JSON.stringify(events)}\n${stderr}`));
+        }
+      }, ms);
+    });
+  }
+  async function stop(signal = 'SIGTERM', ms = 10000) {
+    try { child.kill(signal); } catch { /* gone */ }
+    const timer = setTimeout(() => killGroup(child.pid), ms);
+    const res = await exited;
+    clearTimeout(timer);
+    killGroup(child.pid);
+    return res;
+  }
+  return { child, events, next, stop, exited, kill: () => killGroup(child.pid), stderr: () => stderr };
+}
+
+/** One HTTP GET with a fresh connection; resolves with the body. */
+function get(port, { host = '127.0.0.1', path: p = '/', timeout = 5000 } = {}) {
+  const http = require('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host, port, path: p, agent: false, headers: { connection: 'close' }, timeout }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+  });
+}
+
+module.exports.startFixture = startFixture;
+module.exports.get = get;
