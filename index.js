@@ -136,7 +136,7 @@ const STDIO_WORDS = new Set(['pipe', 'overlapped', 'ignore', 'inherit', 'ipc']);
 
 // The checks child_process.fork() would make, made as soon as settings are known.
 function validateSettings(s) {
-  if (typeof s.exec !== 'string') throw errors.ERR_INVALID_ARG_TYPE('modulePath', 'string', s.exec);
+  if (typeof s.exec !== 'string') throw errors.ERR_INVALID_ARG_TYPE('modulePath', ['string', 'Buffer', 'URL'], s.exec);
   if (!Array.isArray(s.args)) throw errors.ERR_INVALID_ARG_TYPE('args', 'Array', s.args);
   if (!Array.isArray(s.execArgv)) throw errors.ERR_INVALID_ARG_TYPE('options.execArgv', 'Array', s.execArgv);
   if (s.execPath != null && typeof s.execPath !== 'string') {
@@ -153,7 +153,7 @@ function validateSettings(s) {
   }
   if (s.serialization !== undefined && s.serialization !== 'json' && s.serialization !== 'advanced') {
     throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
-      'must be "json" or "advanced"');
+      "must be one of: undefined, 'json', 'advanced'");
   }
   if (s.serialization === 'advanced') {
     throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,

@@ -30,14 +30,60 @@ function describeReceived(value) {
   return ` Received type ${typeof value} (${shown})`;
 }
 
+const kTypes = ['string', 'function', 'number', 'object', 'Function', 'Object', 'boolean', 'bigint', 'symbol'];
+const classRegExp = /^([A-Z][a-z0-9]*)+$/;
+
+// The wording of Node's ERR_INVALID_ARG_TYPE: types, then instances, then others.
 function ERR_INVALID_ARG_TYPE(name, expected, actual) {
-  const types = Array.isArray(expected) ? expected : [expected];
-  const kind = name.includes('.') ? 'property' : 'argument';
-  let list;
-  if (types.length === 1) list = `of type ${types[0]}`;
-  else list = `one of type ${types.slice(0, -1).join(', ')}, or ${types[types.length - 1]}`;
-  return makeError(TypeError, 'ERR_INVALID_ARG_TYPE',
-    `The "${name}" ${kind} must be ${list}.${describeReceived(actual)}`);
+  expected = Array.isArray(expected) ? expected : [expected];
+  let msg = `The "${name}" ${name.includes('.') ? 'property' : 'argument'} must be `;
+  const types = [];
+  const instances = [];
+  const other = [];
+  for (const value of expected) {
+    if (kTypes.includes(value)) types.push(value.toLowerCase());
+    else if (classRegExp.test(value)) instances.push(value);
+    else other.push(value);
+  }
+  if (instances.length > 0) {
+    const pos = types.indexOf('object');
+    if (pos !== -1) {
+      types.splice(pos, 1);
+      instances.push('Object');
+    }
+  }
+  if (types.length > 0) {
+    if (types.length > 2) {
+      const last = types.pop();
+      msg += `one of type ${types.join(', ')}, or ${last}`;
+    } else if (types.length === 2) {
+      msg += `one of type ${types[0]} or ${types[1]}`;
+    } else {
+      msg += `of type ${types[0]}`;
+    }
+    if (instances.length > 0 || other.length > 0) msg += ' or ';
+  }
+  if (instances.length > 0) {
+    if (instances.length > 2) {
+      const last = instances.pop();
+      msg += `an instance of ${instances.join(', ')}, or ${last}`;
+    } else {
+      msg += `an instance of ${instances[0]}`;
+      if (instances.length === 2) msg += ` or ${instances[1]}`;
+    }
+    if (other.length > 0) msg += ' or ';
+  }
+  if (other.length > 0) {
+    if (other.length > 2) {
+      const last = other.pop();
+      msg += `one of ${other.join(', ')}, or ${last}`;
+    } else if (other.length === 2) {
+      msg += `one of ${other[0]} or ${other[1]}`;
+    } else {
+      msg += other[0];
+    }
+  }
+  return makeError(TypeError, 'ERR_INVALID_ARG_TYPE', `${msg}.${describeReceived(actual)}`);
 }
 
 function ERR_INVALID_ARG_VALUE(name, value, reason = 'is invalid') {

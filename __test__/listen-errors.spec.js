@@ -1,0 +1,40 @@
+'use strict';
+// Differential: EADDRINUSE and EACCES reach the worker's server as Node's own listen errors.
+const net = require('node:net');
+const { runFixture } = require('./helpers');
+
+const holdPort = () => new Promise((resolve) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => resolve(s));
+});
+
+describe.each(['rr', 'none'])('policy %s', (policy) => {
+  test('EADDRINUSE: the port is taken by another process', async () => {
+    const holder = await holdPort();
+    try {
+      const env = { PORT: String(holder.address().port), HOST: '127.0.0.1', NODE_CLUSTER_SCHED_POLICY: policy };
+      const [node, ours] = await Promise.all([
+        runFixture('listen-error.js', { module: 'node', env }),
+        runFixture('listen-error.js', { module: 'rcluster', env }),
+      ]);
+      expect(ours.code).toBe(0);
+      expect(ours.events).toEqual(node.events);
+      expect(ours.events[0]).toMatchObject({ code: 'EADDRINUSE', errno: -98 });
+    } finally {
+      holder.close();
+    }
+  });
+
+  const asRoot = process.getuid && process.getuid() === 0;
+  (asRoot ? test : test.skip)('EACCES: a primary running as nobody asks for port 80', async () => {
+    const env = { PORT: '80', HOST: '127.0.0.1', NODE_CLUSTER_SCHED_POLICY: policy };
+    const spawnOptions = { uid: 65534, gid: 65534, cwd: '/' };
+    const [node, ours] = await Promise.all([
+      runFixture('listen-error.js', { module: 'node', env, spawnOptions }),
+      runFixture('listen-error.js', { module: 'rcluster', env, spawnOptions }),
+    ]);
+    expect(ours.stderr).toBe('');
+    expect(ours.code).toBe(0);
+    expect(ours.events).toEqual(node.events);
+    expect(ours.events[0]).toMatchObject({ code: 'EACCES', errno: -13 });
+  });
+});
