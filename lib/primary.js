@@ -1,0 +1,373 @@
+'use strict';
+// The primary side of rcluster: a thin shim over the Rust engine. The engine
+// spawns, reads, writes, accepts and reaps; here its events become Node's
+// EventEmitter objects with Node's names, arguments and order (mirroring
+// lib/internal/cluster/primary.js and worker.js).
+
+const EventEmitter = require('node:events');
+const native = require('../binding.js');
+const errors = require('./errors');
+const { WorkerProcess } = require('./process');
+
+const SCHED_NONE = 1;
+const SCHED_RR = 2;
+
+const cluster = new EventEmitter();
+const intercom = new EventEmitter();
+module.exports = cluster;
+
+// Workers the engine still reports on (until both exit and disconnect);
+// cluster.workers follows Node's own bookkeeping and may drop one earlier.
+const live = new Map();
+let ids = 0;
+let initialized = false;
+let started = false;
+let referenced = false;
+
+let schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
+if (schedulingPolicy === 'rr') schedulingPolicy = SCHED_RR;
+else if (schedulingPolicy === 'none') schedulingPolicy = SCHED_NONE;
+else schedulingPolicy = SCHED_RR;
+
+cluster.isWorker = false;
+cluster.isMaster = true; // Deprecated alias. Must be the same as isPrimary.
+cluster.isPrimary = true;
+cluster.workers = {};
+cluster.settings = {};
+cluster.SCHED_NONE = SCHED_NONE;
+cluster.SCHED_RR = SCHED_RR;
+cluster.schedulingPolicy = schedulingPolicy;
+
+// ---------------------------------------------------------------- Worker
+
+// The same Worker as lib/internal/cluster/worker.js, with the primary's methods.
+function Worker(options) {
+  if (!(this instanceof Worker)) return new Worker(options);
+  EventEmitter.call(this);
+  if (options === null || typeof options !== 'object') options = {};
+  this.exitedAfterDisconnect = undefined;
+  this.state = options.state || 'none';
+  this.id = options.id | 0;
+  if (options.process) {
+    this.process = options.process;
+    this.process.on('error', (code, signal) => this.emit('error', code, signal));
+    this.process.on('message', (message, handle) => this.emit('message', message, handle));
+  }
+}
+Object.setPrototypeOf(Worker.prototype, EventEmitter.prototype);
+Object.setPrototypeOf(Worker, EventEmitter);
+
+Worker.prototype.kill = function kill() {
+  return Reflect.apply(this.destroy, this, arguments);
+};
+
+Worker.prototype.send = function send() {
+  return Reflect.apply(this.process.send, this.process, arguments);
+};
+
+Worker.prototype.isDead = function isDead() {
+  return this.process.exitCode != null || this.process.signalCode != null;
+};
+
+Worker.prototype.isConnected = function isConnected() {
+  return this.process.connected;
+};
+
+Worker.prototype.disconnect = function disconnect() {
+  this.exitedAfterDisconnect = true;
+  if (this.process.connected) native.disconnect(this.id);
+  removeWorker(this);
+  return this;
+};
+
+Worker.prototype.destroy = function destroy(signo) {
+  const signal = signo || 'SIGTERM';
+  this.process.kill(signal);
+};
+
+cluster.Worker = Worker;
+
+// ---------------------------------------------------------------- settings
+
+cluster.setupPrimary = function setupPrimary(options) {
+  const settings = {
+    args: process.argv.slice(2),
+    exec: process.argv[1],
+    execArgv: process.execArgv,
+    silent: false,
+    ...cluster.settings,
+    ...options,
+  };
+  // As Node: give each process its own V8 log with --prof.
+  if (settings.execArgv.some((s) => s.startsWith('--prof')) &&
+      !settings.execArgv.some((s) => s.startsWith('--logfile='))) {
+    settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
+  }
+  validateSettings(settings);
+  cluster.settings = settings;
+  if (initialized === true) return process.nextTick(setupSettingsNT, settings);
+  initialized = true;
+  schedulingPolicy = cluster.schedulingPolicy; // Freeze policy.
+  if (schedulingPolicy !== SCHED_NONE && schedulingPolicy !== SCHED_RR) {
+    throw errors.ERR_INVALID_ARG_VALUE('cluster.schedulingPolicy', schedulingPolicy,
+      'must be cluster.SCHED_NONE or cluster.SCHED_RR');
+  }
+  process.nextTick(setupSettingsNT, settings);
+};
+
+// Deprecated alias, the same function as in Node.
+cluster.setupMaster = cluster.setupPrimary;
+
+function setupSettingsNT(settings) {
+  cluster.emit('setup', settings);
+}
+
+const STDIO_WORDS = new Set(['pipe', 'overlapped', 'ignore', 'inherit', 'ipc']);
+
+// The checks child_process.fork() would make, made as soon as settings are known.
+function validateSettings(s) {
+  if (typeof s.exec !== 'string') throw errors.ERR_INVALID_ARG_TYPE('modulePath', ['string', 'Buffer', 'URL'], s.exec);
+  if (!Array.isArray(s.args)) throw errors.ERR_INVALID_ARG_TYPE('args', 'Array', s.args);
+  if (!Array.isArray(s.execArgv)) throw errors.ERR_INVALID_ARG_TYPE('options.execArgv', 'Array', s.execArgv);
+  if (s.execPath != null && typeof s.execPath !== 'string') {
+    throw errors.ERR_INVALID_ARG_TYPE('options.execPath', 'string', s.execPath);
+  }
+  if (s.cwd != null && typeof s.cwd !== 'string') {
+    throw errors.ERR_INVALID_ARG_TYPE('options.cwd', ['string', 'Buffer', 'URL'], s.cwd);
+  }
+  for (const key of ['uid', 'gid']) {
+    const v = s[key];
+    if (v != null && !(Number.isInteger(v) && v >= -2147483648 && v <= 2147483647)) {
+      throw errors.ERR_INVALID_ARG_TYPE(`options.${key}`, 'int32', v);
+    }
+  }
+  if (s.serialization !== undefined && s.serialization !== 'json' && s.serialization !== 'advanced') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
+      "must be one of: undefined, 'json', 'advanced'");
+  }
+  if (s.serialization === 'advanced') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
+      'is not supported by rcluster yet (only "json")');
+  }
+  if (s.stdio !== undefined) stdioArray(s.stdio, s.silent);
+  if (s.inspectPort === null) {
+    throw errors.ERR_INVALID_ARG_TYPE('Port', ['number', 'string'], null);
+  }
+}
+
+// As child_process.fork: a word becomes [w, w, w, 'ipc']; an array must hold 'ipc'.
+function stdioArray(stdio, silent) {
+  if (typeof stdio === 'string') {
+    if (!STDIO_WORDS.has(stdio)) throw errors.ERR_INVALID_ARG_VALUE('stdio', stdio);
+    return [stdio, stdio, stdio, 'ipc'];
+  }
+  if (!Array.isArray(stdio)) return silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : ['inherit', 'inherit', 'inherit', 'ipc'];
+  if (!stdio.includes('ipc')) throw errors.ERR_CHILD_PROCESS_IPC_REQUIRED('options.stdio');
+  return stdio.map((s, i) => {
+    if (s == null) return i < 3 ? 'pipe' : 'ignore';
+    if (typeof s === 'string' && STDIO_WORDS.has(s)) return s;
+    if (Number.isInteger(s) && s >= 0) return String(s);
+    if (typeof s === 'object' && Number.isInteger(s.fd)) return String(s.fd);
+    throw errors.ERR_INVALID_ARG_VALUE('stdio', s);
+  });
+}
+
+// ---------------------------------------------------------------- fork
+
+const kInspectArg = /--inspect(?:-brk|-port)?|--debug-port/;
+let debugPortOffset = 1;
+
+function inspectPortFor(settings) {
+  const { inspectPort } = settings;
+  let port;
+  if (typeof inspectPort === 'function') port = inspectPort();
+  else if (inspectPort == null) {
+    port = process.debugPort + debugPortOffset;
+    if (port > 65535) port = port - 65535 + 1024 - 1;
+    debugPortOffset++;
+  } else port = inspectPort;
+  errors.validateInt32(port, 'inspectPort', 0, 65535);
+  return port;
+}
+
+function createWorkerProcess(id, env) {
+  const settings = cluster.settings;
+  const workerEnv = { ...process.env, ...env, NODE_UNIQUE_ID: `${id}` };
+  const execArgv = [...settings.execArgv];
+  if (execArgv.some((a) => kInspectArg.test(a)) || kInspectArg.test(process.env.NODE_OPTIONS || '')) {
+    execArgv.push(`--inspect-port=${inspectPortFor(settings)}`);
+  }
+  const file = settings.execPath || process.execPath;
+  const args = [...execArgv, settings.exec, ...settings.args].map(String);
+  const envList = [];
+  for (const [k, v] of Object.entries(workerEnv)) {
+    if (v !== undefined) envList.push(`${k}=${v}`);
+  }
+  const proc = new WorkerProcess(native, id, file, [file, ...args]);
+  const res = native.spawn({
+    id,
+    file,
+    args,
+    env: envList,
+    cwd: settings.cwd,
+    uid: settings.uid,
+    gid: settings.gid,
+    stdio: stdioArray(settings.stdio, settings.silent),
+    serialization: settings.serialization || 'json',
+  });
+  if (res.error) {
+    // As ChildProcess: a spawn failure is an 'error' event, then 'exit' with the errno.
+    const err = errors.systemError(res.error, {
+      syscall: `spawn ${file}`, path: file, spawnargs: args,
+    });
+    process.nextTick(() => {
+      proc.emit('error', err);
+      proc._onExit(res.error.errno, null);
+    });
+    return proc;
+  }
+  proc._spawned(res.pid, res.fds);
+  return proc;
+}
+
+cluster.fork = function fork(env) {
+  cluster.setupPrimary();
+  if (!started) {
+    native.start(onEvents, schedulingPolicy);
+    started = true;
+  }
+  const id = ++ids;
+  const workerProcess = createWorkerProcess(id, env);
+  const worker = new Worker({ id, process: workerProcess });
+
+  worker.on('message', function onMessage(message, handle) {
+    cluster.emit('message', this, message, handle);
+  });
+
+  worker.process.once('exit', (exitCode, signalCode) => {
+    // Remove the worker from the list only once it has also disconnected,
+    // otherwise we might still want to access it.
+    if (!worker.isConnected()) {
+      forget(worker);
+      removeWorker(worker);
+    }
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'dead';
+    worker.emit('exit', exitCode, signalCode);
+    cluster.emit('exit', worker, exitCode, signalCode);
+  });
+
+  worker.process.once('disconnect', () => {
+    if (worker.isDead()) {
+      forget(worker);
+      removeWorker(worker);
+    }
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'disconnected';
+    worker.emit('disconnect');
+    cluster.emit('disconnect', worker);
+  });
+
+  if (workerProcess.pid !== undefined) {
+    live.set(id, worker);
+    updateRef();
+  }
+  process.nextTick(emitForkNT, worker);
+  cluster.workers[worker.id] = worker;
+  return worker;
+};
+
+function emitForkNT(worker) {
+  cluster.emit('fork', worker);
+}
+
+function removeWorker(worker) {
+  delete cluster.workers[worker.id];
+  if (Object.keys(cluster.workers).length === 0) intercom.emit('disconnect');
+}
+
+function forget(worker) {
+  live.delete(worker.id);
+  updateRef();
+}
+
+// Node's primary stays alive while it has workers and may exit after the last.
+function updateRef() {
+  const want = live.size > 0;
+  if (want !== referenced) {
+    referenced = want;
+    native.setRef(want);
+  }
+}
+
+cluster.disconnect = function disconnect(cb) {
+  const workers = Object.values(cluster.workers);
+  if (workers.length === 0) {
+    process.nextTick(() => intercom.emit('disconnect'));
+  } else {
+    for (const worker of workers) {
+      if (worker.isConnected()) worker.disconnect();
+    }
+  }
+  if (typeof cb === 'function') intercom.once('disconnect', cb);
+};
+
+// ---------------------------------------------------------------- engine events
+
+function onEvents(batch) {
+  for (const ev of batch) {
+    const worker = live.get(ev.id);
+    if (worker === undefined) continue;
+    const proc = worker.process;
+    switch (ev.kind) {
+      case 'online':
+        worker.state = 'online';
+        worker.emit('online');
+        cluster.emit('online', worker);
+        break;
+      case 'listening': {
+        const m = JSON.parse(ev.data);
+        const info = { addressType: m.addressType, address: m.address, port: m.port, fd: m.fd };
+        worker.state = 'listening';
+        worker.emit('listening', info);
+        cluster.emit('listening', worker, info);
+        break;
+      }
+      case 'message': {
+        let message;
+        try {
+          message = JSON.parse(ev.data);
+        } catch (err) {
+          reportWorkerError(worker, err);
+          break;
+        }
+        proc.emit('message', message, undefined);
+        break;
+      }
+      case 'exitedAfterDisconnect':
+        worker.exitedAfterDisconnect = true;
+        break;
+      case 'disconnect':
+        proc._onDisconnect();
+        break;
+      case 'exit':
+        proc._onExit(ev.code, ev.signal);
+        break;
+      case 'error':
+        reportWorkerError(worker, errors.systemError(ev.error));
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// Bad bytes from one worker must not take the primary down: they are that
+// worker's 'error' when someone listens, a warning otherwise.
+function reportWorkerError(worker, err) {
+  if (worker.listenerCount('error') > 0 || worker.process.listenerCount('error') > 1) {
+    worker.process.emit('error', err);
+  } else {
+    process.emitWarning(`worker ${worker.id}: ${err.message}`, { code: err.code || 'ERR_RCLUSTER_WORKER' });
+  }
+}
