@@ -188,16 +188,16 @@ fn create_handle(
   msg: &Value,
 ) -> crate::error::Result<()> {
   let target = Target::from_query(msg)?;
-  let fd = listen::bind_target(&target)?;
+  let bound = listen::bind_target(&target)?;
   let data = msg["data"].clone();
   let handle = if st.policy == SCHED_RR {
     let backlog = msg["backlog"]
       .as_i64()
       .and_then(|b| i32::try_from(b).ok())
       .unwrap_or(listen::DEFAULT_BACKLOG);
-    Handle::RoundRobin(dispatch::RrHandle::new(state, key, fd, backlog)?, data)
+    Handle::RoundRobin(dispatch::RrHandle::new(state, key, bound, backlog)?, data)
   } else {
-    Handle::Shared(SharedHandle::new(fd), data)
+    Handle::Shared(SharedHandle::new(bound), data)
   };
   st.handles.insert(key.to_string(), handle);
   Ok(())

@@ -17,7 +17,7 @@ use tokio::task::{spawn_local, JoinHandle};
 use super::state::{Handle, Shared, State};
 use crate::error::{Error, Result};
 use crate::ipc::channel::{set_nonblocking, watch};
-use crate::sched::listen;
+use crate::sched::listen::{self, Bound, BoundPath};
 use crate::sched::round_robin::RoundRobin;
 
 /// How long accepting pauses when the process is out of descriptors or memory.
@@ -32,10 +32,12 @@ pub(crate) struct RrHandle {
   /// Wakes the accept task when a worker acks and the window has room again.
   room: Rc<Notify>,
   task: JoinHandle<()>,
+  _path: Option<BoundPath>,
 }
 
 impl RrHandle {
-  pub fn new(state: &Shared, key: &str, fd: OwnedFd, backlog: i32) -> Result<RrHandle> {
+  pub fn new(state: &Shared, key: &str, bound: Bound, backlog: i32) -> Result<RrHandle> {
+    let Bound { fd, path } = bound;
     listen::start_listening(&fd, backlog)?;
     set_nonblocking(&fd).map_err(|e| Error::from_io(&e, "fcntl", ""))?;
     let sockname = listen::sockname(&fd);
@@ -57,6 +59,7 @@ impl RrHandle {
       listener,
       room,
       task,
+      _path: path,
     })
   }
 }

@@ -63,29 +63,53 @@ impl Target {
   }
 }
 
+/// A unix socket path the primary bound; removed when the socket closes,
+/// as libuv does when Node closes a pipe server.
+pub struct BoundPath(String);
+
+impl Drop for BoundPath {
+  fn drop(&mut self) {
+    // ENOENT: someone removed it already, which is fine.
+    let _ = std::fs::remove_file(&self.0);
+  }
+}
+
+/// A bound socket, and its path for unix sockets.
+pub struct Bound {
+  pub fd: OwnedFd,
+  pub path: Option<BoundPath>,
+}
+
 /// Creates and binds the socket (not yet listening), close-on-exec.
-pub fn bind_target(target: &Target) -> Result<OwnedFd> {
+pub fn bind_target(target: &Target) -> Result<Bound> {
   match target {
     Target::Unix(path) => {
       let fd = new_socket(AddressFamily::Unix)?;
       let addr = UnixAddr::new(path.as_str()).map_err(|e| Error::sys(e, "bind", path.clone()))?;
       bind(fd.as_raw_fd(), &addr).map_err(|e| Error::sys(e, "bind", path.clone()))?;
-      Ok(fd)
+      Ok(Bound {
+        fd,
+        path: Some(BoundPath(path.clone())),
+      })
     }
     Target::Tcp {
       address: None,
       port,
       ipv6_only,
-    } => bind_tcp(
-      SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port),
-      *ipv6_only,
-    )
-    .or_else(|_| bind_tcp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port), false)),
+    } => {
+      let any6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port);
+      let any4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port);
+      let fd = bind_tcp(any6, *ipv6_only).or_else(|_| bind_tcp(any4, false))?;
+      Ok(Bound { fd, path: None })
+    }
     Target::Tcp {
       address: Some(ip),
       port,
       ipv6_only,
-    } => bind_tcp(SocketAddr::new(*ip, *port), *ipv6_only),
+    } => Ok(Bound {
+      fd: bind_tcp(SocketAddr::new(*ip, *port), *ipv6_only)?,
+      path: None,
+    }),
   }
 }
 
@@ -139,7 +163,7 @@ mod tests {
   #[test]
   fn null_address_means_any_dual_stack() {
     let t = Target::from_query(&json!({"address": null, "port": 0, "addressType": 4})).unwrap();
-    let fd = bind_target(&t).unwrap();
+    let fd = bind_target(&t).unwrap().fd;
     let name = sockname(&fd).unwrap();
     assert!(
       name["port"].as_u64().unwrap() > 0,
@@ -152,7 +176,7 @@ mod tests {
   fn address_in_use_is_reported_as_bind_eaddrinuse() {
     let t =
       Target::from_query(&json!({"address": "127.0.0.1", "port": 0, "addressType": 4})).unwrap();
-    let first = bind_target(&t).unwrap();
+    let first = bind_target(&t).unwrap().fd;
     start_listening(&first, 16).unwrap();
     let port = sockname(&first).unwrap()["port"].as_u64().unwrap();
     let again =
@@ -160,6 +184,19 @@ mod tests {
     let err = bind_target(&again).unwrap_err();
     assert_eq!(err.code(), "EADDRINUSE");
     assert_eq!(err.errno(), Some(-98));
+  }
+
+  #[test]
+  fn unix_path_is_removed_when_the_socket_closes() {
+    let dir = std::env::temp_dir().join(format!("rcluster-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock").to_string_lossy().into_owned();
+    let t = Target::from_query(&json!({"address": path, "addressType": -1})).unwrap();
+    let bound = bind_target(&t).unwrap();
+    assert!(std::path::Path::new(&path).exists());
+    drop(bound);
+    assert!(!std::path::Path::new(&path).exists());
+    std::fs::remove_dir(&dir).unwrap();
   }
 
   #[test]

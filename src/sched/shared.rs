@@ -5,17 +5,21 @@ use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
+use super::listen::{Bound, BoundPath};
+
 /// A socket the primary created once and shares by fd with each worker.
 pub struct SharedHandle {
   pub fd: Rc<OwnedFd>,
   workers: HashSet<u32>,
+  _path: Option<BoundPath>,
 }
 
 impl SharedHandle {
-  pub fn new(fd: OwnedFd) -> Self {
+  pub fn new(bound: Bound) -> Self {
     SharedHandle {
-      fd: Rc::new(fd),
+      fd: Rc::new(bound.fd),
       workers: HashSet::new(),
+      _path: bound.path,
     }
   }
 
