@@ -65,6 +65,7 @@ impl Target {
 
 /// A unix socket path the primary bound; removed when the socket closes,
 /// as libuv does when Node closes a pipe server.
+#[derive(Debug)]
 pub struct BoundPath(String);
 
 impl Drop for BoundPath {
@@ -75,6 +76,7 @@ impl Drop for BoundPath {
 }
 
 /// A bound socket, and its path for unix sockets.
+#[derive(Debug)]
 pub struct Bound {
   pub fd: OwnedFd,
   pub path: Option<BoundPath>,
