@@ -16,7 +16,7 @@ use tokio::task::{spawn_local, JoinHandle};
 
 use super::state::{Handle, Shared, State};
 use crate::error::{Error, Result};
-use crate::ipc::channel::{set_nonblocking, watch};
+use crate::ipc::channel::watch;
 use crate::sched::listen::{self, Bound, BoundPath};
 use crate::sched::round_robin::RoundRobin;
 
@@ -39,7 +39,6 @@ impl RrHandle {
   pub fn new(state: &Shared, key: &str, bound: Bound, backlog: i32) -> Result<RrHandle> {
     let Bound { fd, path } = bound;
     listen::start_listening(&fd, backlog)?;
-    set_nonblocking(&fd).map_err(|e| Error::from_io(&e, "fcntl", ""))?;
     let sockname = listen::sockname(&fd);
     let listener = Rc::new(
       watch(fd, Interest::READABLE)

@@ -116,8 +116,11 @@ pub fn bind_target(target: &Target) -> Result<Bound> {
 }
 
 fn new_socket(family: AddressFamily) -> Result<OwnedFd> {
-  socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-    .map_err(|e| Error::sys(e, "socket", ""))
+  // Non-blocking, as libuv creates them: a shared socket's file description
+  // (and its O_NONBLOCK) is the same in every worker, and a worker that loses
+  // an accept race on a blocking socket hangs in accept(2).
+  let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+  socket(family, SockType::Stream, flags, None).map_err(|e| Error::sys(e, "socket", ""))
 }
 
 fn bind_tcp(addr: SocketAddr, ipv6_only: bool) -> Result<OwnedFd> {
@@ -186,6 +189,17 @@ mod tests {
     let err = bind_target(&again).unwrap_err();
     assert_eq!(err.code(), "EADDRINUSE");
     assert_eq!(err.errno(), Some(-98));
+  }
+
+  #[test]
+  fn sockets_are_nonblocking_and_cloexec() {
+    let t =
+      Target::from_query(&json!({"address": "127.0.0.1", "port": 0, "addressType": 4})).unwrap();
+    let fd = bind_target(&t).unwrap().fd;
+    let fl = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    assert_ne!(fl & nix::libc::O_NONBLOCK, 0);
+    let fd_flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+    assert_ne!(fd_flags & nix::libc::FD_CLOEXEC, 0);
   }
 
   #[test]
