@@ -191,16 +191,25 @@ fn create_handle(
   let bound = listen::bind_target(&target)?;
   let data = msg["data"].clone();
   let handle = if st.policy == SCHED_RR {
-    let backlog = msg["backlog"]
-      .as_i64()
-      .and_then(|b| i32::try_from(b).ok())
-      .unwrap_or(listen::DEFAULT_BACKLOG);
-    Handle::RoundRobin(dispatch::RrHandle::new(state, key, bound, backlog)?, data)
+    Handle::RoundRobin(
+      dispatch::RrHandle::new(state, key, bound, backlog(msg))?,
+      data,
+    )
   } else {
     Handle::Shared(SharedHandle::new(bound), data)
   };
   st.handles.insert(key.to_string(), handle);
   Ok(())
+}
+
+/// The listen backlog a query asks for, as Node's `backlog || 511`: a worker
+/// that gave none sends 0, `false` or nothing (listen(0) would queue one).
+fn backlog(msg: &Value) -> i32 {
+  msg["backlog"]
+    .as_i64()
+    .and_then(|b| i32::try_from(b).ok())
+    .filter(|&b| b > 0)
+    .unwrap_or(listen::DEFAULT_BACKLOG)
 }
 
 /// `worker.disconnect()` in the primary: tell the worker, drop its handles.
@@ -256,6 +265,15 @@ pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option
 mod tests {
   use super::*;
   use serde_json::json;
+
+  #[test]
+  fn backlog_defaults_like_node() {
+    assert_eq!(backlog(&json!({"backlog": 0})), 511);
+    assert_eq!(backlog(&json!({"backlog": false})), 511);
+    assert_eq!(backlog(&json!({"backlog": -1})), 511);
+    assert_eq!(backlog(&json!({})), 511);
+    assert_eq!(backlog(&json!({"backlog": 64})), 64);
+  }
 
   #[test]
   fn key_matches_nodes_template() {

@@ -1,0 +1,121 @@
+'use strict';
+// The benchmarked app, the same for node:cluster and rcluster (CLUSTER_MODULE):
+//   SCENARIO=http  WORKERS workers serving hello-world HTTP; prints {ready};
+//                  on SIGTERM prints {counts, rss} and disconnects.
+//   SCENARIO=ipc   ping-pong round trips and message floods both ways.
+//   SCENARIO=fork  forks 8 workers until all listen, then kills one and times
+//                  its replacement (forked in 'exit') until it listens.
+const cluster = require(process.env.CLUSTER_MODULE);
+const http = require('node:http');
+const fs = require('node:fs');
+
+const report = (o) => fs.writeSync(1, `${JSON.stringify(o)}\n`);
+const scenario = process.env.SCENARIO;
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+if (cluster.isPrimary) {
+  if (scenario === 'http') primaryHttp();
+  else if (scenario === 'ipc') primaryIpc();
+  else if (scenario === 'fork') primaryFork();
+} else if (scenario === 'ipc') {
+  workerIpc();
+} else {
+  let count = 0;
+  http.createServer((req, res) => {
+    count++;
+    res.end('Hello World\n');
+  }).listen(Number(process.env.PORT || 0), '127.0.0.1');
+  process.on('message', (m) => {
+    if (m === 'count?') process.send({ count });
+  });
+}
+
+function primaryHttp() {
+  const n = Number(process.env.WORKERS || 2);
+  let listening = 0;
+  cluster.on('listening', (w, address) => {
+    if (++listening === n) report({ ready: address.port });
+  });
+  for (let i = 0; i < n; i++) cluster.fork();
+  process.on('SIGTERM', () => {
+    const counts = [];
+    const workers = Object.values(cluster.workers);
+    for (const w of workers) {
+      w.once('message', (m) => {
+        counts.push(m.count);
+        if (counts.length === workers.length) {
+          report({ counts, rss: process.memoryUsage().rss });
+          cluster.disconnect();
+        }
+      });
+      w.send('count?');
+    }
+  });
+}
+
+function primaryIpc() {
+  const w = cluster.fork();
+  const N = Number(process.env.N || 100000);
+  const PINGS = Number(process.env.PINGS || 5000);
+  w.once('online', () => {
+    // Ping-pong: one message out, one back, PINGS times in sequence.
+    let left = PINGS;
+    const t0 = now();
+    w.on('message', function pong(m) {
+      if (m !== 'pong') return;
+      if (--left > 0) return w.send('ping');
+      w.off('message', pong);
+      const rttUs = ((now() - t0) * 1000) / PINGS;
+      // Worker -> primary flood.
+      let got = 0;
+      const t1 = now();
+      w.on('message', function flood(msg) {
+        if (typeof msg !== 'object' || msg.i === undefined) return;
+        if (++got < N) return;
+        w.off('message', flood);
+        const up = N / ((now() - t1) / 1000);
+        // Primary -> worker flood: the worker answers once it has all N.
+        const t2 = now();
+        w.once('message', () => {
+          const down = N / ((now() - t2) / 1000);
+          report({ rttUs, upPerSec: up, downPerSec: down, rss: process.memoryUsage().rss });
+          w.disconnect();
+        });
+        for (let i = 0; i < N; i++) w.send({ i });
+      });
+      w.send('flood');
+    });
+    w.send('ping');
+  });
+}
+
+function workerIpc() {
+  const N = Number(process.env.N || 100000);
+  let got = 0;
+  process.on('message', (m) => {
+    if (m === 'ping') process.send('pong');
+    else if (m === 'flood') for (let i = 0; i < N; i++) process.send({ i });
+    else if (typeof m === 'object' && ++got === N) process.send('all');
+  });
+}
+
+function primaryFork() {
+  const n = 8;
+  let listening = 0;
+  let killedAt = 0;
+  const t0 = now();
+  cluster.on('listening', () => {
+    listening++;
+    if (listening === n) {
+      report({ forkAllMs: now() - t0 });
+      killedAt = now();
+      Object.values(cluster.workers)[0].process.kill('SIGKILL');
+    } else if (listening === n + 1) {
+      report({ restartMs: now() - killedAt });
+      cluster.removeAllListeners('exit');
+      cluster.disconnect();
+    }
+  });
+  cluster.on('exit', () => cluster.fork());
+  for (let i = 0; i < n; i++) cluster.fork();
+}
