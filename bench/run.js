@@ -1,0 +1,125 @@
+'use strict';
+// npm run bench: node:cluster and rcluster side by side, interleaved, several
+// rounds; prints medians and rcluster/node:cluster ratios as a markdown table.
+//
+//   ROUNDS=3 DURATION=5 CONNECTIONS=64 npm run bench
+//
+// HTTP load comes from wrk (Debian/Ubuntu: apt-get install wrk), 2 workers,
+// hello-world HTTP on 127.0.0.1.
+
+const { spawn, spawnSync } = require('node:child_process');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..');
+const APP = path.join(__dirname, 'app.js');
+const ROUNDS = Number(process.env.ROUNDS || 3);
+const DURATION = Number(process.env.DURATION || 5);
+const CONNECTIONS = Number(process.env.CONNECTIONS || 64);
+const MODULES = { 'node:cluster': 'node:cluster', rcluster: ROOT };
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// Runs the app; resolves with the JSON lines it printed. `whileUp(lines)`
+// runs once the app reports `ready`; then the app gets SIGTERM.
+function runApp(module, env, whileUp) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [APP], {
+      env: { ...process.env, ...env, CLUSTER_MODULE: MODULES[module] },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines = [];
+    let buf = '';
+    let started = false;
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${module} ${env.SCENARIO} timed out`)); },
+      (DURATION + 60) * 1000);
+    child.stdout.on('data', async (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        lines.push(JSON.parse(buf.slice(0, nl)));
+        buf = buf.slice(nl + 1);
+      }
+      const ready = lines.find((l) => l.ready);
+      if (ready && whileUp && !started) {
+        started = true;
+        try {
+          lines.push(await whileUp(ready));
+        } finally {
+          child.kill('SIGTERM');
+        }
+      }
+    });
+    child.on('close', () => { clearTimeout(timer); resolve(lines); });
+  });
+}
+
+function wrk(port, close) {
+  const args = ['-t2', `-c${CONNECTIONS}`, `-d${DURATION}s`];
+  if (close) args.push('-H', 'Connection: close');
+  const res = spawnSync('wrk', [...args, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+  const rps = Number((res.stdout.match(/Requests\/sec:\s+([\d.]+)/) || [])[1]);
+  const errors = (res.stdout.match(/Socket errors:.*|Non-2xx.*/g) || []).join('; ');
+  return { rps, errors };
+}
+
+async function main() {
+  const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
+  if (!haveWrk) console.error('wrk not found: HTTP workloads skipped (apt-get install wrk)');
+  const results = {}; // metric -> module -> [values]
+  const add = (metric, module, v) => {
+    ((results[metric] ||= {})[module] ||= []).push(v);
+  };
+  const order = Object.keys(MODULES);
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate who goes first, so drift on a shared machine hits both alike.
+    const mods = round % 2 ? [...order].reverse() : order;
+    for (const policy of ['rr', 'none']) {
+      for (const close of [false, true]) {
+        if (!haveWrk) continue;
+        for (const m of mods) {
+          const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy },
+            async ({ ready }) => ({ wrk: wrk(ready, close) }));
+          const { rps, errors } = lines.find((l) => l.wrk).wrk;
+          const { counts, rss } = lines.find((l) => l.counts) || {};
+          const label = `${close ? 'new connection per request' : 'keep-alive'} req/s, ${policy === 'rr' ? 'SCHED_RR' : 'SCHED_NONE'}`;
+          add(label, m, rps);
+          if (counts) add(`fairness max/min, ${close ? 'new connection per request' : 'keep-alive'}, ${policy === 'rr' ? 'SCHED_RR' : 'SCHED_NONE'}`, m, Math.max(...counts) / Math.min(...counts));
+          if (rss && policy === 'rr' && !close) add('primary RSS MiB (after keep-alive load)', m, rss / 2 ** 20);
+          if (errors) console.error(`${m} ${label}: ${errors}`);
+          process.stderr.write('.');
+        }
+      }
+    }
+    for (const m of mods) {
+      const ipc = (await runApp(m, { SCENARIO: 'ipc' })).find((l) => l.rttUs);
+      add('IPC ping-pong round trip µs', m, ipc.rttUs);
+      add('IPC worker → primary msgs/s', m, ipc.upPerSec);
+      add('IPC primary → worker msgs/s', m, ipc.downPerSec);
+      const fork = await runApp(m, { SCENARIO: 'fork' });
+      add('fork 8 workers until all listening ms', m, fork.find((l) => l.forkAllMs).forkAllMs);
+      add('killed worker until replacement listening ms', m, fork.find((l) => l.restartMs).restartMs);
+      process.stderr.write('.');
+    }
+  }
+  process.stderr.write('\n');
+  const fmt = (v) => (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(v >= 100 ? 0 : 2));
+  console.log(`rcluster benchmark, ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), ` +
+    `Node ${process.version}, ${ROUNDS} rounds, medians; wrk -t2 -c${CONNECTIONS} -d${DURATION}s, 2 workers\n`);
+  console.log('| workload | node:cluster | rcluster | ratio rcluster/node |');
+  console.log('| --- | ---: | ---: | ---: |');
+  for (const [metric, byModule] of Object.entries(results)) {
+    const n = median(byModule['node:cluster']);
+    const r = median(byModule.rcluster);
+    console.log(`| ${metric} | ${fmt(n)} | ${fmt(r)} | ${(r / n).toFixed(2)}x |`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
