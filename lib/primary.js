@@ -344,6 +344,19 @@ function onEvents(batch) {
         proc.emit('message', message, undefined);
         break;
       }
+      case 'messages': {
+        let messages;
+        try {
+          messages = JSON.parse(ev.data);
+        } catch (err) {
+          reportWorkerError(worker, err);
+          break;
+        }
+        // A listener may disconnect or kill the worker mid-batch; Node would
+        // still deliver what it had read, and so do we.
+        for (const message of messages) proc.emit('message', message, undefined);
+        break;
+      }
       case 'exitedAfterDisconnect':
         worker.exitedAfterDisconnect = true;
         break;

@@ -39,10 +39,10 @@ impl From<&EngineError> for NativeError {
 /// One engine event for index.js.
 #[napi(object)]
 pub struct JsEvent {
-  /// online | listening | message | exitedAfterDisconnect | disconnect | exit | error
+  /// online | listening | message | messages | exitedAfterDisconnect | disconnect | exit | error
   pub kind: String,
   pub id: u32,
-  /// JSON text: the user message, or the listening address info.
+  /// JSON text: the user message, an array of user messages, or the listening message.
   pub data: Option<String>,
   pub code: Option<i32>,
   pub signal: Option<String>,
@@ -68,6 +68,10 @@ impl From<Event> for JsEvent {
       Event::Message { id, json } => {
         js.data = Some(json);
         ("message", id)
+      }
+      Event::Messages { id, array } => {
+        js.data = Some(array);
+        ("messages", id)
       }
       Event::ExitedAfterDisconnect { id } => ("exitedAfterDisconnect", id),
       Event::Disconnect { id } => ("disconnect", id),

@@ -19,20 +19,61 @@ use crate::sched::SCHED_RR;
 /// Handles everything one read produced; emits the resulting events as one batch.
 pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &mut Vec<OwnedFd>) {
   let mut events = Vec::new();
+  let mut batch = Batch::default();
   let mut st = state.borrow_mut();
   for frame in frames.drain(..) {
     match frame {
-      Frame::User(json) => events.push(Event::Message { id, json }),
-      Frame::Internal(msg) => on_internal(&mut st, state, id, msg, fds, &mut events),
-      Frame::Bad(why) => events.push(Event::Error {
-        id,
-        error: Error::BadMessage(why),
-      }),
+      Frame::User(json) => batch.push(id, json, &mut events),
+      Frame::Internal(msg) => {
+        batch.flush(id, &mut events);
+        on_internal(&mut st, state, id, msg, fds, &mut events);
+      }
+      Frame::Bad(why) => {
+        batch.flush(id, &mut events);
+        events.push(Event::Error {
+          id,
+          error: Error::BadMessage(why),
+        });
+      }
     }
   }
+  batch.flush(id, &mut events);
   // Descriptors that came with no NODE_HANDLE message are closed here.
   fds.clear();
   st.emit(events);
+}
+
+/// Consecutive user messages from one read, joined into one JSON array.
+/// Only messages that parse as JSON here join it, so that one bad message
+/// cannot spoil the others' `JSON.parse` in JS; any other goes alone and
+/// becomes that worker's error there if JS cannot parse it either.
+#[derive(Default)]
+struct Batch {
+  array: String,
+  count: usize,
+}
+
+impl Batch {
+  fn push(&mut self, id: u32, json: String, events: &mut Vec<Event>) {
+    if serde_json::from_str::<serde::de::IgnoredAny>(&json).is_err() {
+      self.flush(id, events);
+      events.push(Event::Message { id, json });
+      return;
+    }
+    self.array.push(if self.count == 0 { '[' } else { ',' });
+    self.array.push_str(&json);
+    self.count += 1;
+  }
+
+  fn flush(&mut self, id: u32, events: &mut Vec<Event>) {
+    if self.count == 0 {
+      return;
+    }
+    let mut array = std::mem::take(&mut self.array);
+    array.push(']');
+    self.count = 0;
+    events.push(Event::Messages { id, array });
+  }
 }
 
 fn on_internal(
@@ -265,6 +306,34 @@ pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option
 mod tests {
   use super::*;
   use serde_json::json;
+
+  #[test]
+  fn user_messages_batch_into_one_array_and_bad_ones_go_alone() {
+    let mut batch = Batch::default();
+    let mut events = Vec::new();
+    batch.push(1, "{\"a\":1}".into(), &mut events);
+    batch.push(1, "\"two\"".into(), &mut events);
+    batch.push(1, "not json".into(), &mut events);
+    batch.push(1, "3".into(), &mut events);
+    batch.flush(1, &mut events);
+    assert_eq!(
+      events,
+      vec![
+        Event::Messages {
+          id: 1,
+          array: "[{\"a\":1},\"two\"]".into()
+        },
+        Event::Message {
+          id: 1,
+          json: "not json".into()
+        },
+        Event::Messages {
+          id: 1,
+          array: "[3]".into()
+        },
+      ]
+    );
+  }
 
   #[test]
   fn backlog_defaults_like_node() {

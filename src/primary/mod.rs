@@ -26,6 +26,9 @@ pub enum Event {
   Listening { id: u32, info: String },
   /// A user message, as the JSON text the worker sent.
   Message { id: u32, json: String },
+  /// Several user messages, already checked to be JSON, as one JSON array
+  /// text: JS parses a whole read's worth of messages in one `JSON.parse`.
+  Messages { id: u32, array: String },
   /// The worker is leaving on purpose (it sent `exitedAfterDisconnect`).
   ExitedAfterDisconnect { id: u32 },
   /// The channel closed.

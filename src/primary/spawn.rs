@@ -5,9 +5,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
 
 use crate::error::{Error, Result};
+
+/// Bytes either end of a channel may have in flight.
+const CHANNEL_SNDBUF: usize = 1 << 20;
 
 /// What one `stdio` slot of the child gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +63,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
     SockFlag::SOCK_CLOEXEC,
   )
   .map_err(|e| Error::sys(e, "socketpair", ""))?;
+  // A larger send buffer on both ends lets a burst of messages go out in the
+  // writer's own synchronous writes instead of piling up in its queue.
+  // Best effort: the kernel caps it at net.core.wmem_max.
+  for end in [&ours, &theirs] {
+    let _ = setsockopt(end, sockopt::SndBuf, &CHANNEL_SNDBUF);
+  }
 
   let mut cmd = Command::new(&spec.file);
   cmd
