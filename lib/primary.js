@@ -11,6 +11,7 @@ const { WorkerProcess } = require('./process');
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
+const SCHED_REUSEPORT = 3; // rcluster's own: one SO_REUSEPORT socket per worker
 
 const cluster = new EventEmitter();
 const intercom = new EventEmitter();
@@ -27,6 +28,7 @@ let referenced = false;
 let schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
 if (schedulingPolicy === 'rr') schedulingPolicy = SCHED_RR;
 else if (schedulingPolicy === 'none') schedulingPolicy = SCHED_NONE;
+else if (schedulingPolicy === 'reuseport') schedulingPolicy = SCHED_REUSEPORT;
 else schedulingPolicy = SCHED_RR;
 
 cluster.isWorker = false;
@@ -36,6 +38,7 @@ cluster.workers = {};
 cluster.settings = {};
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
+cluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
 cluster.schedulingPolicy = schedulingPolicy;
 
 // ---------------------------------------------------------------- Worker
@@ -108,9 +111,16 @@ cluster.setupPrimary = function setupPrimary(options) {
   if (initialized === true) return process.nextTick(setupSettingsNT, settings);
   initialized = true;
   schedulingPolicy = cluster.schedulingPolicy; // Freeze policy.
-  if (schedulingPolicy !== SCHED_NONE && schedulingPolicy !== SCHED_RR) {
+  if (schedulingPolicy !== SCHED_NONE && schedulingPolicy !== SCHED_RR &&
+      schedulingPolicy !== SCHED_REUSEPORT) {
     throw errors.ERR_INVALID_ARG_VALUE('cluster.schedulingPolicy', schedulingPolicy,
-      'must be cluster.SCHED_NONE or cluster.SCHED_RR');
+      'must be cluster.SCHED_NONE, cluster.SCHED_RR or cluster.SCHED_REUSEPORT');
+  }
+  if (schedulingPolicy === SCHED_REUSEPORT && !native.reusePortSupported()) {
+    process.emitWarning('SO_REUSEPORT is not available here; using round-robin (SCHED_RR) instead',
+      { code: 'RCLUSTER_NO_REUSEPORT' });
+    schedulingPolicy = SCHED_RR;
+    cluster.schedulingPolicy = SCHED_RR;
   }
   process.nextTick(setupSettingsNT, settings);
 };

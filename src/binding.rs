@@ -256,3 +256,9 @@ pub fn kill(id: u32, signal: i32) -> Result<Either<bool, NativeError>> {
     Err(e) => Either::B(NativeError::from(&e)),
   })
 }
+
+/// Whether the kernel has SO_REUSEPORT (for `cluster.SCHED_REUSEPORT`).
+#[napi]
+pub fn reuse_port_supported() -> bool {
+  crate::sched::listen::reuse_port_supported()
+}

@@ -13,8 +13,9 @@ use super::Event;
 use crate::error::Error;
 use crate::ipc::json::{is_internal, Frame};
 use crate::sched::listen::{self, Target};
+use crate::sched::reuse_port::ReusePortPool;
 use crate::sched::shared::SharedHandle;
-use crate::sched::SCHED_RR;
+use crate::sched::{SCHED_NONE, SCHED_REUSEPORT};
 
 /// Handles everything one read produced; emits the resulting events as one batch.
 pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &mut Vec<OwnedFd>) {
@@ -141,7 +142,7 @@ fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut 
     }
     "close" => {
       let key = msg["key"].as_str().unwrap_or_default();
-      if st.handles.get_mut(key).is_some_and(|h| h.remove(id)) {
+      if st.handles.get_mut(key).is_some_and(|h| h.remove(id, true)) {
         st.handles.remove(key);
       }
     }
@@ -186,7 +187,9 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
   let key = handle_key(msg);
   let mut created = Ok(());
   if !st.handles.contains_key(&key) {
-    created = create_handle(st, state, &key, msg);
+    created = create_handle(st, state, &key, msg, id);
+  } else if let Some(Handle::ReusePort(pool, _, target)) = st.handles.get_mut(&key) {
+    created = join_pool(pool, target, id);
   }
   let mut reply = Map::new();
   reply.insert("key".into(), key.clone().into());
@@ -213,6 +216,9 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
             reply.insert("sockname".into(), name.clone());
           }
         }
+        Handle::ReusePort(pool, _, _) => {
+          fd = pool.socket_of(id);
+        }
       }
     }
   }
@@ -227,11 +233,26 @@ fn create_handle(
   state: &Shared,
   key: &str,
   msg: &Value,
+  id: u32,
 ) -> crate::error::Result<()> {
   let target = Target::from_query(msg)?;
-  let bound = listen::bind_target(&target)?;
   let data = msg["data"].clone();
-  let handle = if st.policy == SCHED_RR {
+  if st.policy == SCHED_REUSEPORT && matches!(target, Target::Tcp { .. }) {
+    let first = listen::bind_reuse_port(&target)?;
+    // Port 0: every later socket of the pool binds the port the first got.
+    let port = listen::sockname(&first.fd)
+      .and_then(|n| n["port"].as_u64())
+      .and_then(|p| u16::try_from(p).ok())
+      .unwrap_or(0);
+    let mut pool = ReusePortPool::default();
+    pool.add(first, id);
+    let handle = Handle::ReusePort(pool, data, target.with_port(port));
+    st.handles.insert(key.to_string(), handle);
+    return Ok(());
+  }
+  let bound = listen::bind_target(&target)?;
+  // Unix sockets have no SO_REUSEPORT: under that policy they are round-robin.
+  let handle = if st.policy != SCHED_NONE {
     Handle::RoundRobin(
       dispatch::RrHandle::new(state, key, bound, backlog(msg))?,
       data,
@@ -240,6 +261,16 @@ fn create_handle(
     Handle::Shared(SharedHandle::new(bound), data)
   };
   st.handles.insert(key.to_string(), handle);
+  Ok(())
+}
+
+/// A worker joins a SO_REUSEPORT pool: it inherits a dead worker's socket
+/// (with the connections queued on it) or gets a new one on the same port.
+fn join_pool(pool: &mut ReusePortPool, target: &Target, id: u32) -> crate::error::Result<()> {
+  if pool.has(id) || pool.take_free(id).is_some() {
+    return Ok(());
+  }
+  pool.add(listen::bind_reuse_port(target)?, id);
   Ok(())
 }
 
@@ -262,7 +293,7 @@ pub(crate) fn disconnect(state: &Shared, id: u32) {
     msg.insert("act".into(), "disconnect".into());
     slot.send_cluster(msg, None);
   }
-  st.remove_from_handles(id);
+  st.remove_from_handles(id, true);
 }
 
 pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
@@ -276,7 +307,8 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   slot.closed.notify_one();
   let orphans: Vec<_> = slot.newconns.drain().map(|(_, conn)| conn).collect();
   let exited = slot.exited;
-  st.remove_from_handles(id);
+  let on_purpose = slot.leaving;
+  st.remove_from_handles(id, on_purpose);
   // Connections this worker never acked were never read: give them to another worker.
   for (key, conn) in orphans {
     dispatch::requeue(&mut st, id, &key, conn);

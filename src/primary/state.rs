@@ -13,6 +13,8 @@ use tokio::sync::{mpsc, Notify};
 use super::dispatch::RrHandle;
 use super::{cluster, worker, Command, Event, PidFds, Sink};
 use crate::ipc::channel::Channel;
+use crate::sched::listen::Target;
+use crate::sched::reuse_port::ReusePortPool;
 use crate::sched::shared::SharedHandle;
 
 pub(crate) type Shared = Rc<RefCell<State>>;
@@ -28,20 +30,23 @@ pub(crate) struct Outgoing {
 pub(crate) enum Handle {
   Shared(SharedHandle, Value),
   RoundRobin(RrHandle, Value),
+  ReusePort(ReusePortPool, Value, Target),
 }
 
 impl Handle {
   pub fn data(&self) -> &Value {
     match self {
-      Handle::Shared(_, d) | Handle::RoundRobin(_, d) => d,
+      Handle::Shared(_, d) | Handle::RoundRobin(_, d) | Handle::ReusePort(_, d, _) => d,
     }
   }
 
-  /// True when no worker holds it any more.
-  pub fn remove(&mut self, worker: u32) -> bool {
+  /// True when no worker holds it any more and it should close. `on_purpose`:
+  /// the worker closed its server or is leaving, rather than crashed.
+  pub fn remove(&mut self, worker: u32, on_purpose: bool) -> bool {
     match self {
       Handle::Shared(h, _) => h.remove(worker),
       Handle::RoundRobin(h, _) => h.rr.remove(worker),
+      Handle::ReusePort(pool, _, _) => pool.remove(worker, on_purpose),
     }
   }
 }
@@ -132,8 +137,8 @@ impl State {
 
   /// Removes a worker from every handle, closing handles nobody holds,
   /// as Node's removeHandlesForWorker does.
-  pub fn remove_from_handles(&mut self, id: u32) {
-    self.handles.retain(|_, h| !h.remove(id));
+  pub fn remove_from_handles(&mut self, id: u32, on_purpose: bool) {
+    self.handles.retain(|_, h| !h.remove(id, on_purpose));
   }
 }
 

@@ -32,6 +32,20 @@ pub enum Target {
 }
 
 impl Target {
+  /// The same target on a fixed port (after port 0 was resolved).
+  pub fn with_port(&self, port: u16) -> Target {
+    match self {
+      Target::Tcp {
+        address, ipv6_only, ..
+      } => Target::Tcp {
+        address: *address,
+        port,
+        ipv6_only: *ipv6_only,
+      },
+      other => other.clone(),
+    }
+  }
+
   /// Reads `address`, `port`, `addressType` and `flags` from a queryServer message.
   pub fn from_query(msg: &Value) -> Result<Target> {
     let address = msg.get("address").and_then(Value::as_str);
@@ -84,6 +98,25 @@ pub struct Bound {
 
 /// Creates and binds the socket (not yet listening), close-on-exec.
 pub fn bind_target(target: &Target) -> Result<Bound> {
+  bind_target_with(target, false)
+}
+
+/// Binds another SO_REUSEPORT socket for a TCP target (the first one fixes
+/// the port when the target asked for port 0: pass it in `target`).
+pub fn bind_reuse_port(target: &Target) -> Result<Bound> {
+  bind_target_with(target, true)
+}
+
+/// Whether this kernel has SO_REUSEPORT.
+pub fn reuse_port_supported() -> bool {
+  new_socket(AddressFamily::Inet)
+    .and_then(|fd| {
+      setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| Error::sys(e, "setsockopt", ""))
+    })
+    .is_ok()
+}
+
+fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
   match target {
     Target::Unix(path) => {
       let fd = new_socket(AddressFamily::Unix)?;
@@ -101,7 +134,8 @@ pub fn bind_target(target: &Target) -> Result<Bound> {
     } => {
       let any6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port);
       let any4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port);
-      let fd = bind_tcp(any6, *ipv6_only).or_else(|_| bind_tcp(any4, false))?;
+      let fd =
+        bind_tcp(any6, *ipv6_only, reuse_port).or_else(|_| bind_tcp(any4, false, reuse_port))?;
       Ok(Bound { fd, path: None })
     }
     Target::Tcp {
@@ -109,7 +143,7 @@ pub fn bind_target(target: &Target) -> Result<Bound> {
       port,
       ipv6_only,
     } => Ok(Bound {
-      fd: bind_tcp(SocketAddr::new(*ip, *port), *ipv6_only)?,
+      fd: bind_tcp(SocketAddr::new(*ip, *port), *ipv6_only, reuse_port)?,
       path: None,
     }),
   }
@@ -123,7 +157,7 @@ fn new_socket(family: AddressFamily) -> Result<OwnedFd> {
   socket(family, SockType::Stream, flags, None).map_err(|e| Error::sys(e, "socket", ""))
 }
 
-fn bind_tcp(addr: SocketAddr, ipv6_only: bool) -> Result<OwnedFd> {
+fn bind_tcp(addr: SocketAddr, ipv6_only: bool, reuse_port: bool) -> Result<OwnedFd> {
   let context = addr.to_string();
   let fd = new_socket(match addr {
     SocketAddr::V4(_) => AddressFamily::Inet,
@@ -132,6 +166,9 @@ fn bind_tcp(addr: SocketAddr, ipv6_only: bool) -> Result<OwnedFd> {
   // As libuv's uv_tcp_bind: reuse the address so a restarted primary can bind
   // while old connections sit in TIME_WAIT.
   setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
+  if reuse_port {
+    setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
+  }
   let res = match addr {
     SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
     SocketAddr::V6(a) => {

@@ -2,6 +2,7 @@
 //! lib/internal/cluster: a shared listen socket, or round-robin hand-off.
 
 pub mod listen;
+pub mod reuse_port;
 pub mod round_robin;
 pub mod shared;
 
@@ -9,3 +10,6 @@ pub mod shared;
 pub const SCHED_NONE: u32 = 1;
 /// `cluster.SCHED_RR`: the primary accepts and hands connections out.
 pub const SCHED_RR: u32 = 2;
+/// `cluster.SCHED_REUSEPORT` (rcluster's own): one SO_REUSEPORT socket per
+/// worker, the kernel picks.
+pub const SCHED_REUSEPORT: u32 = 3;

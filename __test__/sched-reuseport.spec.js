@@ -1,0 +1,43 @@
+'use strict';
+// cluster.SCHED_REUSEPORT: one SO_REUSEPORT socket per worker, kept by the
+// primary, so a replacement worker inherits the socket and its queue.
+const { startFixture, get, alive, waitFor } = require('./helpers');
+
+test('every worker serves on one port chosen by port 0', async () => {
+  const app = startFixture('http-server.js', { env: { NODE_CLUSTER_SCHED_POLICY: 'reuseport', WORKERS: '2' } });
+  try {
+    const { ready } = await app.next((e) => e.ready);
+    expect(app.events[0]).toEqual({ policy: 3 });
+    const pids = new Map();
+    // Fresh connections from fresh source ports spread over both sockets.
+    for (let i = 0; i < 200; i++) {
+      const pid = await get(ready);
+      pids.set(pid, (pids.get(pid) || 0) + 1);
+    }
+    expect(pids.size).toBe(2);
+    for (const n of pids.values()) expect(n).toBeGreaterThanOrEqual(40);
+    expect((await app.stop('SIGTERM')).code).toBe(0);
+  } finally {
+    app.kill();
+  }
+});
+
+test('connections made while the only worker restarts are served by its replacement', async () => {
+  const app = startFixture('http-server.js', {
+    env: { NODE_CLUSTER_SCHED_POLICY: 'reuseport', WORKERS: '1', RESTART: '1' },
+  });
+  try {
+    const { ready } = await app.next((e) => e.ready);
+    const oldPid = Number(await get(ready));
+    process.kill(oldPid, 'SIGKILL');
+    expect(await waitFor(() => !alive(oldPid), 2000)).toBe(true);
+    // Nobody is accepting now; the socket the primary kept queues these.
+    const bodies = await Promise.all(Array.from({ length: 10 }, () => get(ready, { timeout: 10000 })));
+    for (const body of bodies) expect(Number(body)).not.toBe(oldPid);
+    expect(new Set(bodies).size).toBe(1);
+    await app.next((e) => e.exit === 1);
+    expect((await app.stop('SIGTERM')).code).toBe(0);
+  } finally {
+    app.kill();
+  }
+});

@@ -1,0 +1,94 @@
+//! SCHED_REUSEPORT: one SO_REUSEPORT listen socket per worker slot, created
+//! and kept by the primary. The kernel spreads connections over the sockets,
+//! so the primary is out of the data path; a worker that dies leaves its
+//! socket (and the connections queued on it) to the worker that replaces it.
+
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use super::listen::{Bound, BoundPath};
+
+/// The sockets of one listen key, each held by at most one worker.
+#[derive(Default)]
+pub struct ReusePortPool {
+  /// (socket, the worker holding it).
+  slots: Vec<(Rc<OwnedFd>, Option<u32>)>,
+  _paths: Vec<BoundPath>,
+}
+
+impl ReusePortPool {
+  /// A socket no live worker holds (a dead worker's), to hand to `worker`.
+  pub fn take_free(&mut self, worker: u32) -> Option<Rc<OwnedFd>> {
+    let slot = self.slots.iter_mut().find(|(_, holder)| holder.is_none())?;
+    slot.1 = Some(worker);
+    Some(slot.0.clone())
+  }
+
+  /// Adds a new socket, held by `worker`.
+  pub fn add(&mut self, bound: Bound, worker: u32) {
+    let Bound { fd, path } = bound;
+    self.slots.push((Rc::new(fd), Some(worker)));
+    if let Some(path) = path {
+      self._paths.push(path);
+    }
+  }
+
+  /// The socket `worker` holds.
+  pub fn socket_of(&self, worker: u32) -> Option<Rc<OwnedFd>> {
+    self
+      .slots
+      .iter()
+      .find(|(_, h)| *h == Some(worker))
+      .map(|(fd, _)| fd.clone())
+  }
+
+  pub fn has(&self, worker: u32) -> bool {
+    self.slots.iter().any(|(_, h)| *h == Some(worker))
+  }
+
+  /// The worker lets go of its socket. Returns true when the pool should
+  /// close: nobody holds a socket and the worker left on purpose. After a
+  /// crash the sockets stay open (and listening) for a replacement.
+  pub fn remove(&mut self, worker: u32, on_purpose: bool) -> bool {
+    for slot in &mut self.slots {
+      if slot.1 == Some(worker) {
+        slot.1 = None;
+      }
+    }
+    on_purpose && self.slots.iter().all(|(_, h)| h.is_none())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn fd() -> Bound {
+    Bound {
+      fd: std::os::unix::net::UnixDatagram::unbound().unwrap().into(),
+      path: None,
+    }
+  }
+
+  #[test]
+  fn a_replacement_inherits_the_dead_workers_socket() {
+    let mut pool = ReusePortPool::default();
+    pool.add(fd(), 1);
+    pool.add(fd(), 2);
+    let a = pool.socket_of(1).unwrap();
+    assert!(pool.take_free(3).is_none());
+    assert!(!pool.remove(1, false), "a crash keeps the pool");
+    let c = pool.take_free(3).unwrap();
+    assert!(Rc::ptr_eq(&a, &c));
+    assert!(pool.has(3) && !pool.has(1));
+  }
+
+  #[test]
+  fn closes_when_the_last_holder_leaves_on_purpose() {
+    let mut pool = ReusePortPool::default();
+    pool.add(fd(), 1);
+    pool.add(fd(), 2);
+    assert!(!pool.remove(1, true));
+    assert!(pool.remove(2, true));
+  }
+}
