@@ -109,7 +109,21 @@ class WorkerProcess extends EventEmitter {
     }
     // Serialize here so a circular message throws in the caller, as in Node.
     const json = JSON.stringify(message);
-    this._native.send(this._id, json);
+    // The first message of a tick is written at once (ping-pong latency);
+    // the rest of a burst goes to the engine, which writes it in gathered
+    // writes off this thread.
+    const now = !this._sentThisTick;
+    if (now) {
+      this._sentThisTick = true;
+      process.nextTick(() => { this._sentThisTick = false; });
+    }
+    if (!this._native.send(this._id, json, now)) {
+      // The worker closed the channel a moment ago; 'disconnect' is on its way.
+      const ex = errors.ERR_IPC_CHANNEL_CLOSED();
+      if (typeof callback === 'function') process.nextTick(callback, ex);
+      else if (this.listenerCount('error') > 0) process.nextTick(() => this.emit('error', ex));
+      return false;
+    }
     if (typeof callback === 'function') process.nextTick(callback, null);
     return true;
   }

@@ -223,14 +223,14 @@ pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
   })
 }
 
-/// Queues one user message (JSON text without the newline).
+/// Sends one user message (JSON text without the newline); `now` writes it
+/// from the JS thread, otherwise the engine writes it with the ones queued
+/// around it. False when the channel has already closed.
 #[napi]
-pub fn send(id: u32, json: String) -> Result<()> {
+pub fn send(id: u32, json: String, now: bool) -> Result<bool> {
   let mut bytes = json.into_bytes();
   bytes.push(b'\n');
-  engine()?
-    .send(id, bytes)
-    .map_err(|e| Error::from_reason(e.to_string()))
+  Ok(engine()?.send(id, bytes, now).is_ok())
 }
 
 #[napi]

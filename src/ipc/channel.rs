@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{shutdown, Shutdown};
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
 
 use super::fdpass;
@@ -35,22 +35,20 @@ impl Channel {
     }
   }
 
-  /// Writes all of `data`; `pass` rides with the first byte, so a message
-  /// that fits the socket buffer goes out with its fd in one `sendmsg`.
-  pub async fn write_all(&self, mut data: &[u8], mut pass: Option<RawFd>) -> io::Result<()> {
-    while !data.is_empty() {
-      let mut guard = self.fd.writable().await?;
-      match guard.try_io(|inner| retry_eintr(|| fdpass::send(inner.get_ref().as_fd(), data, pass)))
-      {
-        Ok(Ok(n)) => {
-          data = &data[n..];
-          pass = None;
-        }
-        Ok(Err(e)) => return Err(e),
-        Err(_would_block) => continue,
-      }
-    }
-    Ok(())
+  /// One non-blocking `sendmsg` from any thread; `pass` rides with the
+  /// first byte, so a message that fits goes out with its fd in one call.
+  pub fn try_send(&self, data: &[u8], pass: Option<RawFd>) -> nix::Result<usize> {
+    fdpass::send(self.fd.get_ref().as_fd(), data, pass)
+  }
+
+  /// One non-blocking gathered `sendmsg` (no fds) from any thread.
+  pub fn try_send_vectored(&self, iov: &[std::io::IoSlice<'_>]) -> nix::Result<usize> {
+    fdpass::send_vectored(self.fd.get_ref().as_fd(), iov)
+  }
+
+  /// Waits until the socket may have room (engine thread only).
+  pub async fn writable(&self) -> io::Result<AsyncFdReadyGuard<'_, OwnedFd>> {
+    self.fd.writable().await
   }
 
   /// Closes both directions: the worker sees its channel end, our reader sees EOF.

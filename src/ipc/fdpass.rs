@@ -28,6 +28,18 @@ pub fn send(sock: BorrowedFd<'_>, data: &[u8], pass: Option<RawFd>) -> nix::Resu
   )
 }
 
+/// Sends several whole messages (no fds) in one `sendmsg`; returns the bytes
+/// that went out, which may end inside a message.
+pub fn send_vectored(sock: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> nix::Result<usize> {
+  sendmsg::<()>(
+    sock.as_raw_fd(),
+    iov,
+    &[],
+    MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    None,
+  )
+}
+
 /// Reads into `buf`; received fds (close-on-exec) are pushed to `fds`.
 /// Returns the byte count (0 at end of stream). A truncated control message
 /// (`MSG_CTRUNC`) is an error: a descriptor was lost in the kernel.

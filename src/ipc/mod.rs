@@ -3,3 +3,4 @@
 pub mod channel;
 pub mod fdpass;
 pub mod json;
+pub mod lane;

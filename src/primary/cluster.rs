@@ -3,7 +3,7 @@
 //! child_process NODE_HANDLE_ACK/NACK flow under them.
 
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -104,7 +104,7 @@ fn on_internal(
       // queue moves on; the inner message is delivered, the descriptor closed
       // (receiving handles in the primary is not supported yet).
       if let Some(slot) = st.workers.get_mut(&id) {
-        slot.send(Rc::from(&b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n"[..]), None);
+        slot.send(Arc::from(&b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n"[..]), None);
       }
       fds.clear();
       let inner = msg.get("msg").cloned().unwrap_or(Value::Null);
@@ -302,7 +302,14 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
     return;
   };
   slot.connected = false;
-  slot.out = None;
+  slot.lane.close();
+  st.lanes
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+    .remove(&id);
+  let Some(slot) = st.workers.get_mut(&id) else {
+    return;
+  };
   slot.unacked_handles.clear();
   slot.closed.notify_one();
   let orphans: Vec<_> = slot.newconns.drain().map(|(_, conn)| conn).collect();

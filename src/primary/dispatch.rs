@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -24,7 +25,7 @@ use crate::sched::round_robin::RoundRobin;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 pub(crate) struct RrHandle {
-  pub rr: RoundRobin<Rc<OwnedFd>>,
+  pub rr: RoundRobin<Arc<OwnedFd>>,
   /// The key as a JSON string literal, ready to splice into `newconn`.
   key_json: String,
   pub sockname: Option<Value>,
@@ -100,7 +101,7 @@ async fn accept_loop(state: Shared, key: String, listener: Rc<AsyncFd<OwnedFd>>,
     match res {
       Ok(Ok(raw)) => {
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
-        let conn = Rc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let conn = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
         let mut st = state.borrow_mut();
         if let Some(Handle::RoundRobin(h, _)) = st.handles.get_mut(&key) {
           h.rr.push(conn);
@@ -127,7 +128,7 @@ pub(crate) fn pump(st: &mut State, key: &str) {
     let Some((worker, conn)) = h.rr.next_assignment() else {
       return;
     };
-    let slot = st.workers.get_mut(&worker).filter(|s| s.out.is_some());
+    let slot = st.workers.get_mut(&worker).filter(|s| s.connected);
     let Some(slot) = slot else {
       // Cannot happen while handles drop workers on disconnect; if it did,
       // keep the connection and forget the worker.
@@ -165,7 +166,7 @@ pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool
 }
 
 /// Puts back a connection `from` did not take, if another worker can have it.
-pub(crate) fn requeue(st: &mut State, from: u32, key: &str, conn: Rc<OwnedFd>) {
+pub(crate) fn requeue(st: &mut State, from: u32, key: &str, conn: Arc<OwnedFd>) {
   if let Some(Handle::RoundRobin(h, _)) = st.handles.get_mut(key) {
     // A lone worker that refused would only refuse again (Node loops here).
     if h.rr.has_other_than(from) {

@@ -15,6 +15,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
+use crate::ipc::lane::{Lane, Outgoing};
 pub use spawn::{SpawnSpec, StdioSpec};
 
 /// What the primary tells JS, in the order it happened.
@@ -57,11 +58,6 @@ pub struct Spawned {
 
 pub(crate) enum Command {
   Spawn(Box<SpawnSpec>, std_mpsc::SyncSender<Result<Spawned>>),
-  /// A user message, already encoded (ends with `\n`).
-  Send {
-    id: u32,
-    bytes: Vec<u8>,
-  },
   /// `worker.disconnect()`: ask the worker to close its servers and leave.
   Disconnect {
     id: u32,
@@ -76,10 +72,15 @@ pub(crate) enum Command {
 /// and can never reach a recycled pid.
 pub(crate) type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
 
+/// Write sides of connected workers' channels, shared with the JS thread so
+/// a user message is written from the thread that sends it.
+pub(crate) type Lanes = Arc<Mutex<HashMap<u32, Arc<Lane>>>>;
+
 /// Handle to the engine thread.
 pub struct Engine {
   commands: mpsc::UnboundedSender<Command>,
   pidfds: PidFds,
+  lanes: Lanes,
 }
 
 impl Engine {
@@ -87,22 +88,27 @@ impl Engine {
   pub fn start(sink: Arc<dyn Sink>, policy: u32) -> Result<Engine> {
     let (tx, rx) = mpsc::unbounded_channel();
     let pidfds: PidFds = Arc::default();
+    let lanes: Lanes = Arc::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
       .enable_io()
       .enable_time()
       .build()
       .map_err(|e| Error::from_io(&e, "epoll_create", "rcluster engine"))?;
-    let shared = pidfds.clone();
+    let (shared_pidfds, shared_lanes) = (pidfds.clone(), lanes.clone());
     std::thread::Builder::new()
       .name("rcluster-primary".into())
       .spawn(move || {
         let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, state::run(rx, sink, policy, shared));
+        local.block_on(
+          &runtime,
+          state::run(rx, sink, policy, shared_pidfds, shared_lanes),
+        );
       })
       .map_err(|e| Error::from_io(&e, "pthread_create", "rcluster engine"))?;
     Ok(Engine {
       commands: tx,
       pidfds,
+      lanes,
     })
   }
 
@@ -113,8 +119,21 @@ impl Engine {
     rx.recv().map_err(|_| Error::EngineGone)?
   }
 
-  pub fn send(&self, id: u32, bytes: Vec<u8>) -> Result<()> {
-    self.command(Command::Send { id, bytes })
+  /// Sends a user message (ending in `\n`): written from the calling thread
+  /// when `now`, else queued for the engine's gathered writes.
+  pub fn send(&self, id: u32, bytes: Vec<u8>, now: bool) -> Result<()> {
+    let lane = {
+      let map = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+      map.get(&id).cloned()
+    };
+    let lane = lane.ok_or(Error::ChannelClosed)?;
+    lane.send(
+      Outgoing {
+        bytes: bytes.into(),
+        fd: None,
+      },
+      now,
+    )
   }
 
   pub fn disconnect(&self, id: u32) -> Result<()> {

@@ -11,20 +11,14 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
 use super::dispatch::RrHandle;
-use super::{cluster, worker, Command, Event, PidFds, Sink};
+use super::{cluster, worker, Command, Event, Lanes, PidFds, Sink};
 use crate::ipc::channel::Channel;
+use crate::ipc::lane::{Lane, Outgoing};
 use crate::sched::listen::Target;
 use crate::sched::reuse_port::ReusePortPool;
 use crate::sched::shared::SharedHandle;
 
 pub(crate) type Shared = Rc<RefCell<State>>;
-
-/// One message for a worker's channel, with the fd that rides along.
-#[derive(Clone)]
-pub(crate) struct Outgoing {
-  pub bytes: Rc<[u8]>,
-  pub fd: Option<Rc<OwnedFd>>,
-}
 
 /// A listen key's socket, by strategy, with the `data` of the first query (Node's handle.data).
 pub(crate) enum Handle {
@@ -53,9 +47,9 @@ impl Handle {
 
 /// The primary's view of one worker.
 pub(crate) struct Slot {
-  /// Queue to the writer task; None once the channel is closed.
-  pub out: Option<mpsc::UnboundedSender<Outgoing>>,
-  pub channel: Rc<Channel>,
+  /// The write side, shared with the JS thread.
+  pub lane: Arc<Lane>,
+  pub channel: Arc<Channel>,
   /// Signalled when the reader sees the channel end.
   pub closed: Rc<Notify>,
   seq: u64,
@@ -66,13 +60,13 @@ pub(crate) struct Slot {
   /// Handle messages sent and not yet ACKed, oldest first (for NACK resends).
   pub unacked_handles: VecDeque<Outgoing>,
   /// Round-robin connections awaiting the worker's `accepted` reply, by seq.
-  pub newconns: HashMap<u64, (String, Rc<OwnedFd>)>,
+  pub newconns: HashMap<u64, (String, Arc<OwnedFd>)>,
 }
 
 impl Slot {
-  pub fn new(channel: Rc<Channel>, out: mpsc::UnboundedSender<Outgoing>) -> Self {
+  pub fn new(channel: Arc<Channel>, lane: Arc<Lane>) -> Self {
     Slot {
-      out: Some(out),
+      lane,
       channel,
       closed: Rc::new(Notify::new()),
       seq: 0,
@@ -91,20 +85,22 @@ impl Slot {
     s
   }
 
-  /// Queues bytes (one whole message) for the writer.
-  pub fn send(&mut self, bytes: Rc<[u8]>, fd: Option<Rc<OwnedFd>>) {
+  /// Sends one whole message (queued if the socket is full).
+  pub fn send(&mut self, bytes: Arc<[u8]>, fd: Option<Arc<OwnedFd>>) {
     let msg = Outgoing { bytes, fd };
     if msg.fd.is_some() {
       self.unacked_handles.push_back(msg.clone());
     }
-    if let Some(out) = &self.out {
-      // A send error means the writer already stopped; the reader will report the close.
-      let _ = out.send(msg);
-    }
+    // ChannelClosed: the reader reports the close; nothing to do here.
+    let _ = self.lane.send(msg, true);
   }
 
   /// Sends a cluster message: adds `cmd` and `seq` as Node's sendHelper does.
-  pub fn send_cluster(&mut self, mut msg: serde_json::Map<String, Value>, fd: Option<Rc<OwnedFd>>) {
+  pub fn send_cluster(
+    &mut self,
+    mut msg: serde_json::Map<String, Value>,
+    fd: Option<Arc<OwnedFd>>,
+  ) {
     msg.insert("cmd".into(), "NODE_CLUSTER".into());
     let seq = self.next_seq();
     msg.insert("seq".into(), seq.into());
@@ -126,6 +122,7 @@ pub(crate) struct State {
   pub handles: HashMap<String, Handle>,
   pub sink: Arc<dyn Sink>,
   pub pidfds: PidFds,
+  pub lanes: Lanes,
 }
 
 impl State {
@@ -148,6 +145,7 @@ pub(crate) async fn run(
   sink: Arc<dyn Sink>,
   policy: u32,
   pidfds: PidFds,
+  lanes: Lanes,
 ) {
   let state: Shared = Rc::new(RefCell::new(State {
     policy,
@@ -155,17 +153,13 @@ pub(crate) async fn run(
     handles: HashMap::new(),
     sink,
     pidfds,
+    lanes,
   }));
   while let Some(cmd) = commands.recv().await {
     match cmd {
       Command::Spawn(spec, reply) => {
         // The JS thread is blocked on this reply; it cannot be gone.
         let _ = reply.send(worker::start(&state, &spec));
-      }
-      Command::Send { id, bytes } => {
-        if let Some(slot) = state.borrow_mut().workers.get_mut(&id) {
-          slot.send(bytes.into(), None);
-        }
       }
       Command::Disconnect { id } => cluster::disconnect(&state, id),
       Command::CloseChannel { id } => {

@@ -1,8 +1,7 @@
 //! One worker's life in the engine: spawn it, then a reader, a writer and a
 //! reaper task until its channel is closed and its process is reaped.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::rc::Rc;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,15 +10,15 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use tokio::io::Interest;
-use tokio::sync::mpsc;
 use tokio::task::spawn_local;
 
 use super::spawn::{spawn, SpawnSpec};
-use super::state::{Outgoing, Shared, Slot};
+use super::state::{Shared, Slot};
 use super::{cluster, Event, Spawned};
 use crate::error::{Error, Result};
 use crate::ipc::channel::{watch, Channel};
 use crate::ipc::json::Decoder;
+use crate::ipc::lane::{drain, Lane};
 
 /// How long the exit of a dead worker waits for its channel to drain, so that
 /// messages it sent just before dying are delivered before `exit`.
@@ -28,21 +27,26 @@ const DRAIN_BEFORE_EXIT: Duration = Duration::from_secs(1);
 pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   let child = spawn(spec)?;
   let id = spec.id;
-  let channel = Rc::new(
+  let channel = Arc::new(
     Channel::new(child.channel).map_err(|e| Error::from_io(&e, "epoll_ctl", "ipc channel"))?,
   );
+  let lane = Arc::new(Lane::new(channel.clone()));
   let pidfd = Arc::new(child.pidfd);
-  let (tx, rx) = mpsc::unbounded_channel();
   {
     let mut st = state.borrow_mut();
-    st.workers.insert(id, Slot::new(channel.clone(), tx));
+    st.workers
+      .insert(id, Slot::new(channel.clone(), lane.clone()));
+    st.lanes
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .insert(id, lane.clone());
     st.pidfds
       .lock()
       .unwrap_or_else(|p| p.into_inner())
       .insert(id, pidfd.clone());
   }
   spawn_local(read_loop(state.clone(), id, channel.clone()));
-  spawn_local(write_loop(state.clone(), id, channel, rx));
+  spawn_local(write_loop(state.clone(), id, channel, lane));
   spawn_local(reap(state.clone(), id, child.pid, pidfd));
   Ok(Spawned {
     pid: child.pid,
@@ -50,7 +54,7 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   })
 }
 
-async fn read_loop(state: Shared, id: u32, channel: Rc<Channel>) {
+async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>) {
   let mut decoder = Decoder::default();
   let mut buf = vec![0u8; 64 * 1024];
   let mut fds: Vec<OwnedFd> = Vec::new();
@@ -74,25 +78,17 @@ async fn read_loop(state: Shared, id: u32, channel: Rc<Channel>) {
   cluster::on_channel_closed(&state, id);
 }
 
-async fn write_loop(
-  state: Shared,
-  id: u32,
-  channel: Rc<Channel>,
-  mut rx: mpsc::UnboundedReceiver<Outgoing>,
-) {
-  while let Some(msg) = rx.recv().await {
-    let fd = msg.fd.as_ref().map(|f| f.as_raw_fd());
-    if let Err(e) = channel.write_all(&msg.bytes, fd).await {
-      // EPIPE/ECONNRESET: the worker closed its end; the reader reports the
-      // disconnect. Anything else is this worker's error.
-      let quiet = matches!(e.raw_os_error(), Some(c) if c == Errno::EPIPE as i32 || c == Errno::ECONNRESET as i32);
-      if !quiet {
-        let error = Error::from_io(&e, "write", "ipc channel");
-        state.borrow().emit(vec![Event::Error { id, error }]);
-      }
-      channel.shutdown();
-      return;
+/// Drains what could not be written at once; a write error other than the
+/// worker going away is that worker's error.
+async fn write_loop(state: Shared, id: u32, channel: Arc<Channel>, lane: Arc<Lane>) {
+  if let Err(e) = drain(lane).await {
+    // EPIPE/ECONNRESET: the worker closed its end; the reader reports the disconnect.
+    let quiet = matches!(e.raw_os_error(), Some(c) if c == Errno::EPIPE as i32 || c == Errno::ECONNRESET as i32);
+    if !quiet {
+      let error = Error::from_io(&e, "write", "ipc channel");
+      state.borrow().emit(vec![Event::Error { id, error }]);
     }
+    channel.shutdown();
   }
 }
 

@@ -4,7 +4,7 @@
 //! socket (and the connections queued on it) to the worker that replaces it.
 
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::listen::{Bound, BoundPath};
 
@@ -12,13 +12,13 @@ use super::listen::{Bound, BoundPath};
 #[derive(Default)]
 pub struct ReusePortPool {
   /// (socket, the worker holding it).
-  slots: Vec<(Rc<OwnedFd>, Option<u32>)>,
+  slots: Vec<(Arc<OwnedFd>, Option<u32>)>,
   _paths: Vec<BoundPath>,
 }
 
 impl ReusePortPool {
   /// A socket no live worker holds (a dead worker's), to hand to `worker`.
-  pub fn take_free(&mut self, worker: u32) -> Option<Rc<OwnedFd>> {
+  pub fn take_free(&mut self, worker: u32) -> Option<Arc<OwnedFd>> {
     let slot = self.slots.iter_mut().find(|(_, holder)| holder.is_none())?;
     slot.1 = Some(worker);
     Some(slot.0.clone())
@@ -27,14 +27,14 @@ impl ReusePortPool {
   /// Adds a new socket, held by `worker`.
   pub fn add(&mut self, bound: Bound, worker: u32) {
     let Bound { fd, path } = bound;
-    self.slots.push((Rc::new(fd), Some(worker)));
+    self.slots.push((Arc::new(fd), Some(worker)));
     if let Some(path) = path {
       self._paths.push(path);
     }
   }
 
   /// The socket `worker` holds.
-  pub fn socket_of(&self, worker: u32) -> Option<Rc<OwnedFd>> {
+  pub fn socket_of(&self, worker: u32) -> Option<Arc<OwnedFd>> {
     self
       .slots
       .iter()
@@ -79,7 +79,7 @@ mod tests {
     assert!(pool.take_free(3).is_none());
     assert!(!pool.remove(1, false), "a crash keeps the pool");
     let c = pool.take_free(3).unwrap();
-    assert!(Rc::ptr_eq(&a, &c));
+    assert!(Arc::ptr_eq(&a, &c));
     assert!(pool.has(3) && !pool.has(1));
   }
 

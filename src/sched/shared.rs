@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::listen::{Bound, BoundPath};
 
 /// A socket the primary created once and shares by fd with each worker.
 pub struct SharedHandle {
-  pub fd: Rc<OwnedFd>,
+  pub fd: Arc<OwnedFd>,
   workers: HashSet<u32>,
   _path: Option<BoundPath>,
 }
@@ -17,7 +17,7 @@ pub struct SharedHandle {
 impl SharedHandle {
   pub fn new(bound: Bound) -> Self {
     SharedHandle {
-      fd: Rc::new(bound.fd),
+      fd: Arc::new(bound.fd),
       workers: HashSet::new(),
       _path: bound.path,
     }
