@@ -78,17 +78,20 @@ async function main() {
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate who goes first, so drift on a shared machine hits both alike.
     const mods = round % 2 ? [...order].reverse() : order;
-    for (const policy of ['rr', 'none']) {
+    for (const policy of ['rr', 'none', 'reuseport']) {
       for (const close of [false, true]) {
         if (!haveWrk) continue;
-        for (const m of mods) {
+        // node:cluster has no SO_REUSEPORT policy: rcluster's is compared with its SCHED_NONE.
+        for (const m of policy === 'reuseport' ? ['rcluster'] : mods) {
           const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy },
             async ({ ready }) => ({ wrk: wrk(ready, close) }));
           const { rps, errors } = lines.find((l) => l.wrk).wrk;
           const { counts, rss } = lines.find((l) => l.counts) || {};
-          const label = `${close ? 'new connection per request' : 'keep-alive'} req/s, ${policy === 'rr' ? 'SCHED_RR' : 'SCHED_NONE'}`;
+          const pol = { rr: 'SCHED_RR', none: 'SCHED_NONE', reuseport: 'SCHED_REUSEPORT' }[policy];
+          const load = close ? 'new connection per request' : 'keep-alive';
+          const label = `${load} req/s, ${pol}`;
           add(label, m, rps);
-          if (counts) add(`fairness max/min, ${close ? 'new connection per request' : 'keep-alive'}, ${policy === 'rr' ? 'SCHED_RR' : 'SCHED_NONE'}`, m, Math.max(...counts) / Math.min(...counts));
+          if (counts) add(`fairness max/min, ${load}, ${pol}`, m, Math.max(...counts) / Math.min(...counts));
           if (rss && policy === 'rr' && !close) add('primary RSS MiB (after keep-alive load)', m, rss / 2 ** 20);
           if (errors) console.error(`${m} ${label}: ${errors}`);
           process.stderr.write('.');
@@ -113,9 +116,11 @@ async function main() {
   console.log('| workload | node:cluster | rcluster | ratio rcluster/node |');
   console.log('| --- | ---: | ---: | ---: |');
   for (const [metric, byModule] of Object.entries(results)) {
-    const n = median(byModule['node:cluster']);
+    const theirs = byModule['node:cluster'] || (results[metric.replace('SCHED_REUSEPORT', 'SCHED_NONE')] || {})['node:cluster'];
+    const n = median(theirs);
     const r = median(byModule.rcluster);
-    console.log(`| ${metric} | ${fmt(n)} | ${fmt(r)} | ${(r / n).toFixed(2)}x |`);
+    const name = byModule['node:cluster'] ? metric : `${metric} (node: SCHED_NONE)`;
+    console.log(`| ${name} | ${fmt(n)} | ${fmt(r)} | ${(r / n).toFixed(2)}x |`);
   }
 }
 
