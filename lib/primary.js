@@ -8,6 +8,7 @@ const EventEmitter = require('node:events');
 const native = require('../binding.js');
 const errors = require('./errors');
 const { WorkerProcess } = require('./process');
+const supervise = require('./supervise');
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
@@ -107,7 +108,9 @@ cluster.setupPrimary = function setupPrimary(options) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
   validateSettings(settings);
+  supervise.validateSupervision(settings);
   cluster.settings = settings;
+  supervisor.configure(settings);
   if (initialized === true) return process.nextTick(setupSettingsNT, settings);
   initialized = true;
   schedulingPolicy = cluster.schedulingPolicy; // Freeze policy.
@@ -202,8 +205,9 @@ function inspectPortFor(settings) {
 
 function createWorkerProcess(id, env) {
   const settings = cluster.settings;
-  const workerEnv = { ...process.env, ...env, NODE_UNIQUE_ID: `${id}` };
-  const execArgv = [...settings.execArgv];
+  const extras = supervisor.spawnExtras(settings);
+  const workerEnv = { ...process.env, ...env, ...extras.env, NODE_UNIQUE_ID: `${id}` };
+  const execArgv = [...extras.execArgv, ...settings.execArgv];
   if (execArgv.some((a) => kInspectArg.test(a)) || kInspectArg.test(process.env.NODE_OPTIONS || '')) {
     execArgv.push(`--inspect-port=${inspectPortFor(settings)}`);
   }
@@ -265,6 +269,7 @@ cluster.fork = function fork(env) {
     worker.state = 'dead';
     worker.emit('exit', exitCode, signalCode);
     cluster.emit('exit', worker, exitCode, signalCode);
+    supervisor.onExit(worker, exitCode, signalCode);
   });
 
   worker.process.once('disconnect', () => {
@@ -282,6 +287,7 @@ cluster.fork = function fork(env) {
     live.set(id, worker);
     updateRef();
   }
+  supervisor.onFork(worker, env);
   process.nextTick(emitForkNT, worker);
   cluster.workers[worker.id] = worker;
   return worker;
@@ -320,6 +326,16 @@ cluster.disconnect = function disconnect(cb) {
     }
   }
   if (typeof cb === 'function') intercom.once('disconnect', cb);
+};
+
+// ---------------------------------------------------------------- supervision
+
+const supervisor = supervise.install(cluster, native, live);
+const { metrics } = cluster;
+// Nothing to ask the engine before the first fork.
+cluster.metrics = function metricsOrEmpty(...args) {
+  if (!started) return { primary: { pid: process.pid, rssBytes: process.memoryUsage.rss() }, workers: [] };
+  return Reflect.apply(metrics, this, args);
 };
 
 // ---------------------------------------------------------------- engine events
@@ -378,6 +394,12 @@ function onEvents(batch) {
         break;
       case 'error':
         reportWorkerError(worker, errors.systemError(ev.error));
+        break;
+      case 'rcluster':
+        supervisor.onMessage(worker, JSON.parse(ev.data));
+        break;
+      case 'unresponsive':
+        supervisor.onUnresponsive(worker);
         break;
       default:
         break;

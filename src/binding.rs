@@ -74,6 +74,11 @@ impl From<Event> for JsEvent {
         ("messages", id)
       }
       Event::ExitedAfterDisconnect { id } => ("exitedAfterDisconnect", id),
+      Event::Rcluster { id, json } => {
+        js.data = Some(json);
+        ("rcluster", id)
+      }
+      Event::Unresponsive { id } => ("unresponsive", id),
       Event::Disconnect { id } => ("disconnect", id),
       Event::Exit { id, code, signal } => {
         js.code = code;
@@ -261,4 +266,111 @@ pub fn kill(id: u32, signal: i32) -> Result<Either<bool, NativeError>> {
 #[napi]
 pub fn reuse_port_supported() -> bool {
   crate::sched::listen::reuse_port_supported()
+}
+
+/// Turns on the hung-worker watchdog (SIGABRT after `timeoutMs` without a
+/// heartbeat, SIGKILL `graceMs` later).
+#[napi]
+pub fn watchdog(timeout_ms: f64, grace_ms: f64) -> Result<()> {
+  engine()?
+    .watchdog(timeout_ms, grace_ms)
+    .map_err(|e| Error::from_reason(e.to_string()))
+}
+
+/// What the engine counts for one worker.
+#[napi(object)]
+pub struct WorkerStats {
+  pub id: u32,
+  /// Connections handed to it by round-robin, ever.
+  pub dispatched: f64,
+  /// Handed and not yet acknowledged.
+  pub in_flight: u32,
+  /// Milliseconds since its last heartbeat (watchdog on), else null.
+  pub heartbeat_age_ms: Option<f64>,
+}
+
+/// Per-worker counters from the engine.
+#[napi]
+pub fn worker_stats() -> Result<Vec<WorkerStats>> {
+  let stats = engine()?
+    .stats()
+    .map_err(|e| Error::from_reason(e.to_string()))?;
+  Ok(
+    stats
+      .into_iter()
+      .map(|s| WorkerStats {
+        id: s.id,
+        dispatched: s.dispatched as f64,
+        in_flight: s.in_flight,
+        heartbeat_age_ms: s.heartbeat_age_ms,
+      })
+      .collect(),
+  )
+}
+
+/// Restart options, as `setupPrimary({ restart })` resolved them.
+#[napi(object)]
+pub struct RestartOptions {
+  pub max_restarts: u32,
+  pub window: f64,
+  pub min_uptime: f64,
+  pub backoff_initial: f64,
+  pub backoff_max: f64,
+  pub backoff_factor: f64,
+}
+
+/// What to do about one crashed worker.
+#[napi(object)]
+pub struct RestartDecision {
+  /// false: the crash-loop limit was reached.
+  pub restart: bool,
+  pub delay: f64,
+  /// Quick deaths in this worker's line, for its replacement.
+  pub streak: u32,
+}
+
+/// The cluster's restart bookkeeping (crash-loop window, backoff).
+#[napi]
+pub struct RestartTracker {
+  policy: crate::supervise::restart::Policy,
+  tracker: crate::supervise::restart::Tracker,
+}
+
+#[napi]
+impl RestartTracker {
+  #[napi(constructor)]
+  pub fn new(options: RestartOptions) -> Self {
+    RestartTracker {
+      policy: crate::supervise::restart::Policy {
+        max_restarts: options.max_restarts,
+        window_ms: options.window,
+        min_uptime_ms: options.min_uptime,
+        backoff_initial_ms: options.backoff_initial,
+        backoff_max_ms: options.backoff_max,
+        backoff_factor: options.backoff_factor,
+      },
+      tracker: Default::default(),
+    }
+  }
+
+  /// A worker crashed at `nowMs` after `uptimeMs`; `streak` is its line's quick deaths.
+  #[napi]
+  pub fn on_crash(&mut self, now_ms: f64, uptime_ms: f64, streak: u32) -> RestartDecision {
+    use crate::supervise::restart::Decision;
+    match self
+      .tracker
+      .on_crash(&self.policy, now_ms, uptime_ms, streak)
+    {
+      Decision::Restart { delay_ms, streak } => RestartDecision {
+        restart: true,
+        delay: delay_ms,
+        streak,
+      },
+      Decision::Limit => RestartDecision {
+        restart: false,
+        delay: 0.0,
+        streak,
+      },
+    }
+  }
 }

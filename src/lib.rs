@@ -7,3 +7,4 @@ pub mod error;
 pub mod ipc;
 pub mod primary;
 pub mod sched;
+pub mod supervise;

@@ -118,6 +118,19 @@ fn on_internal(
       }
     }
     "NODE_CLUSTER" => on_cluster(st, state, id, msg, events),
+    // rcluster's worker hook: heartbeats feed the watchdog; all go to JS.
+    "NODE_RCLUSTER" => {
+      if msg["act"] == "heartbeat" {
+        let now = st.now_ms();
+        if let Some(beat) = st.workers.get_mut(&id).and_then(|s| s.beat.as_mut()) {
+          beat.heard(now);
+        }
+      }
+      events.push(Event::Rcluster {
+        id,
+        json: msg.to_string(),
+      });
+    }
     // Other NODE_* messages belong to child_process internals we do not use.
     _ => {}
   }

@@ -143,6 +143,7 @@ pub(crate) fn pump(st: &mut State, key: &str) {
       h.key_json
     );
     slot.newconns.insert(seq, (key.to_string(), conn.clone()));
+    slot.dispatched += 1;
     slot.send(bytes.into_bytes().into(), Some(conn));
   }
 }

@@ -40,6 +40,10 @@ pub enum Event {
     code: Option<i32>,
     signal: Option<String>,
   },
+  /// An rcluster message from the worker hook (`NODE_RCLUSTER`: heartbeat, ready), as JSON.
+  Rcluster { id: u32, json: String },
+  /// The watchdog found the worker silent past its timeout and sent SIGABRT.
+  Unresponsive { id: u32 },
   /// Something about this worker went wrong (bad bytes on its channel, a failed write).
   Error { id: u32, error: Error },
 }
@@ -47,6 +51,18 @@ pub enum Event {
 /// Where events go; the binding delivers them to JS.
 pub trait Sink: Send + Sync + 'static {
   fn emit(&self, events: Vec<Event>);
+}
+
+/// What the engine counts for one worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerStats {
+  pub id: u32,
+  /// Connections handed to it by round-robin, ever.
+  pub dispatched: u64,
+  /// Handed and not yet acknowledged.
+  pub in_flight: u32,
+  /// Milliseconds since its last heartbeat, when the watchdog is on.
+  pub heartbeat_age_ms: Option<f64>,
 }
 
 /// A worker as JS sees it right after `fork()`.
@@ -62,6 +78,13 @@ pub(crate) enum Command {
   Disconnect {
     id: u32,
   },
+  /// Turn the hung-worker watchdog on.
+  Watchdog {
+    timeout_ms: f64,
+    grace_ms: f64,
+  },
+  /// Per-worker dispatch counters.
+  Stats(std_mpsc::SyncSender<Vec<WorkerStats>>),
   /// `worker.process.disconnect()`: close our end of the channel.
   CloseChannel {
     id: u32,
@@ -134,6 +157,22 @@ impl Engine {
       },
       now,
     )
+  }
+
+  /// Turns on the watchdog: SIGABRT after `timeout_ms` without a heartbeat,
+  /// SIGKILL `grace_ms` later.
+  pub fn watchdog(&self, timeout_ms: f64, grace_ms: f64) -> Result<()> {
+    self.command(Command::Watchdog {
+      timeout_ms,
+      grace_ms,
+    })
+  }
+
+  /// Per-worker counters, from the engine thread.
+  pub fn stats(&self) -> Result<Vec<WorkerStats>> {
+    let (tx, rx) = std_mpsc::sync_channel(1);
+    self.command(Command::Stats(tx))?;
+    rx.recv().map_err(|_| Error::EngineGone)
   }
 
   pub fn disconnect(&self, id: u32) -> Result<()> {

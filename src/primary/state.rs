@@ -6,17 +6,19 @@ use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
 use super::dispatch::RrHandle;
-use super::{cluster, worker, Command, Event, Lanes, PidFds, Sink};
+use super::{cluster, worker, Command, Event, Lanes, PidFds, Sink, WorkerStats};
 use crate::ipc::channel::Channel;
 use crate::ipc::lane::{Lane, Outgoing};
 use crate::sched::listen::Target;
 use crate::sched::reuse_port::ReusePortPool;
 use crate::sched::shared::SharedHandle;
+use crate::supervise::watchdog::{Beat, Verdict};
 
 pub(crate) type Shared = Rc<RefCell<State>>;
 
@@ -61,6 +63,10 @@ pub(crate) struct Slot {
   pub unacked_handles: VecDeque<Outgoing>,
   /// Round-robin connections awaiting the worker's `accepted` reply, by seq.
   pub newconns: HashMap<u64, (String, Arc<OwnedFd>)>,
+  /// Round-robin connections handed to it, ever.
+  pub dispatched: u64,
+  /// Heartbeat state, when the watchdog is on.
+  pub beat: Option<Beat>,
 }
 
 impl Slot {
@@ -75,6 +81,8 @@ impl Slot {
       leaving: false,
       unacked_handles: VecDeque::new(),
       newconns: HashMap::new(),
+      dispatched: 0,
+      beat: None,
     }
   }
 
@@ -118,6 +126,10 @@ impl Slot {
 
 pub(crate) struct State {
   pub policy: u32,
+  /// (timeout, grace) in ms once the watchdog is on.
+  pub watchdog: Option<(f64, f64)>,
+  /// The engine's clock, for heartbeats.
+  pub epoch: Instant,
   pub workers: HashMap<u32, Slot>,
   pub handles: HashMap<String, Handle>,
   pub sink: Arc<dyn Sink>,
@@ -130,6 +142,11 @@ impl State {
     if !events.is_empty() {
       self.sink.emit(events);
     }
+  }
+
+  /// Milliseconds on the engine's clock.
+  pub fn now_ms(&self) -> f64 {
+    self.epoch.elapsed().as_secs_f64() * 1000.0
   }
 
   /// Removes a worker from every handle, closing handles nobody holds,
@@ -149,6 +166,8 @@ pub(crate) async fn run(
 ) {
   let state: Shared = Rc::new(RefCell::new(State {
     policy,
+    watchdog: None,
+    epoch: Instant::now(),
     workers: HashMap::new(),
     handles: HashMap::new(),
     sink,
@@ -162,11 +181,88 @@ pub(crate) async fn run(
         let _ = reply.send(worker::start(&state, &spec));
       }
       Command::Disconnect { id } => cluster::disconnect(&state, id),
+      Command::Watchdog {
+        timeout_ms,
+        grace_ms,
+      } => {
+        let first = state.borrow().watchdog.is_none();
+        let mut st = state.borrow_mut();
+        st.watchdog = Some((timeout_ms, grace_ms));
+        let now = st.now_ms();
+        for slot in st.workers.values_mut() {
+          slot.beat.get_or_insert(Beat::new(now));
+        }
+        drop(st);
+        if first {
+          tokio::task::spawn_local(watch(state.clone()));
+        }
+      }
+      Command::Stats(reply) => {
+        let st = state.borrow();
+        let now = st.now_ms();
+        let stats = st
+          .workers
+          .iter()
+          .filter(|(_, s)| !s.exited)
+          .map(|(&id, s)| WorkerStats {
+            id,
+            dispatched: s.dispatched,
+            in_flight: s.newconns.len() as u32,
+            heartbeat_age_ms: s.beat.map(|b| now - b.last_ms),
+          })
+          .collect();
+        let _ = reply.send(stats);
+      }
       Command::CloseChannel { id } => {
         if let Some(slot) = state.borrow().workers.get(&id) {
           slot.channel.shutdown();
         }
       }
     }
+  }
+}
+
+/// The watchdog loop: checks every worker's heartbeat a few times per timeout.
+async fn watch(state: Shared) {
+  loop {
+    let (timeout, grace) = match state.borrow().watchdog {
+      Some(w) => w,
+      None => return,
+    };
+    let tick = (timeout / 4.0).clamp(10.0, 250.0);
+    tokio::time::sleep(Duration::from_secs_f64(tick / 1000.0)).await;
+    let mut st = state.borrow_mut();
+    let now = st.now_ms();
+    let mut events = Vec::new();
+    let mut signals = Vec::new();
+    for (&id, slot) in st.workers.iter_mut() {
+      let Some(beat) = slot.beat.as_mut() else {
+        continue;
+      };
+      if slot.exited {
+        continue;
+      }
+      match beat.check(now, timeout, grace) {
+        Verdict::Fine => {}
+        Verdict::Abort => {
+          signals.push((id, nix::libc::SIGABRT));
+          events.push(Event::Unresponsive { id });
+        }
+        Verdict::Kill => signals.push((id, nix::libc::SIGKILL)),
+      }
+    }
+    for (id, sig) in signals {
+      let pidfd = st
+        .pidfds
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned();
+      if let Some(pidfd) = pidfd {
+        // ESRCH: it died meanwhile, which is what we wanted.
+        let _ = super::spawn::pidfd_kill(&pidfd, sig);
+      }
+    }
+    st.emit(events);
   }
 }

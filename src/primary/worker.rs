@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::ipc::channel::{watch, Channel};
 use crate::ipc::json::Decoder;
 use crate::ipc::lane::{drain, Lane};
+use crate::supervise::watchdog::Beat;
 
 /// How long the exit of a dead worker waits for its channel to drain, so that
 /// messages it sent just before dying are delivered before `exit`.
@@ -34,8 +35,11 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   let pidfd = Arc::new(child.pidfd);
   {
     let mut st = state.borrow_mut();
-    st.workers
-      .insert(id, Slot::new(channel.clone(), lane.clone()));
+    let mut slot = Slot::new(channel.clone(), lane.clone());
+    if st.watchdog.is_some() {
+      slot.beat = Some(Beat::new(st.now_ms()));
+    }
+    st.workers.insert(id, slot);
     st.lanes
       .lock()
       .unwrap_or_else(|p| p.into_inner())

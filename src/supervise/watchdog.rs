@@ -1,0 +1,67 @@
+//! The hung-worker watchdog: each worker's event loop reports a heartbeat on
+//! its own (rcluster's worker hook); one silent past the timeout gets
+//! SIGABRT, and SIGKILL if it is still there after the grace period.
+
+/// What the watchdog does to one worker at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+  Fine,
+  /// Silent too long: send SIGABRT now (once).
+  Abort,
+  /// Still alive a grace period after SIGABRT: SIGKILL.
+  Kill,
+}
+
+/// One worker's heartbeat state.
+#[derive(Debug, Clone, Copy)]
+pub struct Beat {
+  /// When the last heartbeat (or the spawn) was seen, in ms.
+  pub last_ms: f64,
+  /// When SIGABRT was sent, if it was.
+  pub aborted_at: Option<f64>,
+}
+
+impl Beat {
+  pub fn new(now_ms: f64) -> Self {
+    Beat {
+      last_ms: now_ms,
+      aborted_at: None,
+    }
+  }
+
+  pub fn heard(&mut self, now_ms: f64) {
+    self.last_ms = now_ms;
+  }
+
+  /// Decides, and records an abort or kill so each is sent once.
+  pub fn check(&mut self, now_ms: f64, timeout_ms: f64, grace_ms: f64) -> Verdict {
+    match self.aborted_at {
+      None if now_ms - self.last_ms > timeout_ms => {
+        self.aborted_at = Some(now_ms);
+        Verdict::Abort
+      }
+      Some(at) if at.is_finite() && now_ms - at > grace_ms => {
+        self.aborted_at = Some(f64::INFINITY);
+        Verdict::Kill
+      }
+      _ => Verdict::Fine,
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn silent_worker_is_aborted_then_killed_once_each() {
+    let mut b = Beat::new(0.0);
+    assert_eq!(b.check(500.0, 1000.0, 200.0), Verdict::Fine);
+    b.heard(900.0);
+    assert_eq!(b.check(1800.0, 1000.0, 200.0), Verdict::Fine);
+    assert_eq!(b.check(1901.0, 1000.0, 200.0), Verdict::Abort);
+    assert_eq!(b.check(2000.0, 1000.0, 200.0), Verdict::Fine);
+    assert_eq!(b.check(2200.0, 1000.0, 200.0), Verdict::Kill);
+    assert_eq!(b.check(9000.0, 1000.0, 200.0), Verdict::Fine);
+  }
+}
