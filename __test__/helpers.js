@@ -76,12 +76,13 @@ module.exports = { runFixture, killGroup, alive, waitFor, ROOT, MODULES };
  * `next(pred, ms)` resolves with the first reported event matching `pred`;
  * `stop(signal)` signals the primary and resolves with its exit; `kill()` kills the group.
  */
-function startFixture(name, { module = 'rcluster', env = {}, args = [] } = {}) {
+function startFixture(name, { module = 'rcluster', env = {}, args = [], spawnOptions = {} } = {}) {
   const file = path.join(__dirname, 'fixtures', name);
   const child = spawn(process.execPath, [file, ...args], {
     env: { ...process.env, CLUSTER_MODULE: MODULES[module], ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
+    ...spawnOptions,
   });
   const events = [];
   const waiters = [];

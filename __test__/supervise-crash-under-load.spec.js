@@ -1,0 +1,39 @@
+'use strict';
+// A connection handed to a worker that dies before accepting it goes to
+// another worker: SIGKILL a hung worker holding connections and no client
+// sees a reset. Also: cluster.metrics() counts them.
+const { startFixture, get } = require('./helpers');
+
+test('connections a killed worker never accepted are served by another; metrics show them', async () => {
+  const settings = { restart: true, heartbeat: { interval: 100, timeout: 60000 } };
+  const app = startFixture('supervised.js', {
+    env: { SCENARIO: 'serve', WORKERS: '2', BLOCK_MS: '30000', SETTINGS: JSON.stringify(settings) },
+  });
+  try {
+    const { ready } = await app.next((e) => e.ready);
+    for (let i = 0; i < 10; i++) await get(ready);
+    process.kill(app.child.pid, 'SIGHUP'); // worker 1's event loop hangs
+    await new Promise((r) => setTimeout(r, 300));
+    const burst = Array.from({ length: 20 }, () => get(ready, { timeout: 15000 }));
+    await new Promise((r) => setTimeout(r, 500));
+    process.kill(app.child.pid, 'SIGWINCH');
+    const { metrics } = await app.next((e) => e.metrics);
+    const [w1, w2] = metrics.workers;
+    expect(w1).toMatchObject({ id: 1, restarts: 0, state: 'listening' });
+    expect(w1.connectionsInFlight).toBeGreaterThan(0); // held, never accepted
+    expect(w1.connectionsDispatched + w2.connectionsDispatched).toBeGreaterThanOrEqual(30);
+    expect(w2.rssBytes).toBeGreaterThan(1e6);
+    expect(w2.heartbeatAgeMs).toBeLessThan(5000);
+    process.kill(w1.pid, 'SIGKILL');
+    const bodies = await Promise.all(burst);
+    expect(bodies).toHaveLength(20);
+    expect(bodies.every((b) => Number(b) === w2.pid)).toBe(true);
+    const restart = await app.next((e) => e.ev === 'restart');
+    expect(restart).toMatchObject({ id: 3, old: 1, info: { signal: 'SIGKILL', code: null } });
+    process.kill(app.child.pid, 'SIGWINCH');
+    const later = await app.next((e) => e.metrics && e.metrics.workers.some((w) => w.id === 3));
+    expect(later.metrics.workers.find((w) => w.id === 3).restarts).toBe(1);
+  } finally {
+    app.kill();
+  }
+});
