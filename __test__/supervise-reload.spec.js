@@ -2,7 +2,7 @@
 // cluster.reload(): a rolling restart under steady load with zero failed requests.
 const { startFixture, get } = require('./helpers');
 
-describe.each(['rr', 'none'])('policy %s', (policy) => {
+describe.each(['rr', 'none', 'reuseport'])('policy %s', (policy) => {
   test('every worker is replaced and no request fails', async () => {
     const app = startFixture('supervised.js', { env: { SCENARIO: 'serve', WORKERS: '2', NODE_CLUSTER_SCHED_POLICY: policy } });
     try {

@@ -330,7 +330,7 @@ cluster.disconnect = function disconnect(cb) {
 
 // ---------------------------------------------------------------- supervision
 
-const supervisor = supervise.install(cluster, native, live);
+const supervisor = supervise.install(cluster, native, live, () => ids + 1);
 const { metrics } = cluster;
 // Nothing to ask the engine before the first fork.
 cluster.metrics = function metricsOrEmpty(...args) {

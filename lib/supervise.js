@@ -74,9 +74,10 @@ function validateSupervision(s) {
 
 /**
  * Installs supervision on the primary's cluster object.
- * `native` is the engine binding; `live` maps ids to workers the engine still tracks.
+ * `native` is the engine binding; `live` maps ids to workers the engine still
+ * tracks; `nextId()` is the id the next fork() will get.
  */
-function install(cluster, native, live) {
+function install(cluster, native, live, nextId) {
   let restart = null;
   let tracker = null;
   let heartbeat = null;
@@ -261,6 +262,9 @@ function install(cluster, native, live) {
     const lane = async () => {
       while (next < olds.length) {
         const old = olds[next++];
+        // Under SCHED_REUSEPORT the new worker shares the old one's socket,
+        // so the connections queued on it are not stranded when it leaves.
+        native.inherit(nextId(), old.id);
         const fresh = cluster.fork(old[kEnv]);
         await readyWithin(fresh, timeout);
         const gone = exitWithin(old, timeout);

@@ -374,3 +374,11 @@ impl RestartTracker {
     }
   }
 }
+
+/// The next worker `heir` replaces `from` in a reload (SCHED_REUSEPORT sockets pass on).
+#[napi]
+pub fn inherit(heir: u32, from: u32) -> Result<()> {
+  engine()?
+    .inherit(heir, from)
+    .map_err(|e| Error::from_reason(e.to_string()))
+}

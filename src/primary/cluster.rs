@@ -202,7 +202,8 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
   if !st.handles.contains_key(&key) {
     created = create_handle(st, state, &key, msg, id);
   } else if let Some(Handle::ReusePort(pool, _, target)) = st.handles.get_mut(&key) {
-    created = join_pool(pool, target, id);
+    let predecessor = st.heirs.get(&id).copied();
+    created = join_pool(pool, target, id, predecessor);
   }
   let mut reply = Map::new();
   reply.insert("key".into(), key.clone().into());
@@ -279,8 +280,19 @@ fn create_handle(
 
 /// A worker joins a SO_REUSEPORT pool: it inherits a dead worker's socket
 /// (with the connections queued on it) or gets a new one on the same port.
-fn join_pool(pool: &mut ReusePortPool, target: &Target, id: u32) -> crate::error::Result<()> {
-  if pool.has(id) || pool.take_free(id).is_some() {
+fn join_pool(
+  pool: &mut ReusePortPool,
+  target: &Target,
+  id: u32,
+  predecessor: Option<u32>,
+) -> crate::error::Result<()> {
+  if pool.has(id) {
+    return Ok(());
+  }
+  if predecessor.is_some_and(|p| pool.share(id, p).is_some()) {
+    return Ok(());
+  }
+  if pool.take_free(id).is_some() {
     return Ok(());
   }
   pool.add(listen::bind_reuse_port(target)?, id);
@@ -336,6 +348,7 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   if exited {
     st.workers.remove(&id);
   }
+  st.heirs.retain(|&heir, &mut from| heir != id && from != id);
   st.emit(vec![Event::Disconnect { id }]);
 }
 

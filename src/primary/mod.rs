@@ -78,6 +78,11 @@ pub(crate) enum Command {
   Disconnect {
     id: u32,
   },
+  /// Worker `heir` (about to be forked) replaces `from` in a reload.
+  Inherit {
+    heir: u32,
+    from: u32,
+  },
   /// Turn the hung-worker watchdog on.
   Watchdog {
     timeout_ms: f64,
@@ -166,6 +171,12 @@ impl Engine {
       timeout_ms,
       grace_ms,
     })
+  }
+
+  /// Declares that the next worker `heir` replaces `from` (a reload), so it
+  /// takes over `from`'s SO_REUSEPORT sockets and their queues.
+  pub fn inherit(&self, heir: u32, from: u32) -> Result<()> {
+    self.command(Command::Inherit { heir, from })
   }
 
   /// Per-worker counters, from the engine thread.

@@ -130,6 +130,8 @@ pub(crate) struct State {
   pub watchdog: Option<(f64, f64)>,
   /// The engine's clock, for heartbeats.
   pub epoch: Instant,
+  /// Reloads: new worker id -> the worker it replaces (SCHED_REUSEPORT sockets pass on).
+  pub heirs: HashMap<u32, u32>,
   pub workers: HashMap<u32, Slot>,
   pub handles: HashMap<String, Handle>,
   pub sink: Arc<dyn Sink>,
@@ -168,6 +170,7 @@ pub(crate) async fn run(
     policy,
     watchdog: None,
     epoch: Instant::now(),
+    heirs: HashMap::new(),
     workers: HashMap::new(),
     handles: HashMap::new(),
     sink,
@@ -181,6 +184,9 @@ pub(crate) async fn run(
         let _ = reply.send(worker::start(&state, &spec));
       }
       Command::Disconnect { id } => cluster::disconnect(&state, id),
+      Command::Inherit { heir, from } => {
+        state.borrow_mut().heirs.insert(heir, from);
+      }
       Command::Watchdog {
         timeout_ms,
         grace_ms,

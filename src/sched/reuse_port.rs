@@ -8,26 +8,38 @@ use std::sync::Arc;
 
 use super::listen::{Bound, BoundPath};
 
-/// The sockets of one listen key, each held by at most one worker.
+/// The sockets of one listen key and the workers holding each.
 #[derive(Default)]
 pub struct ReusePortPool {
-  /// (socket, the worker holding it).
-  slots: Vec<(Arc<OwnedFd>, Option<u32>)>,
+  /// (socket, the workers holding it: one, or an old worker and the one
+  /// replacing it during a reload).
+  slots: Vec<(Arc<OwnedFd>, Vec<u32>)>,
   _paths: Vec<BoundPath>,
 }
 
 impl ReusePortPool {
   /// A socket no live worker holds (a dead worker's), to hand to `worker`.
   pub fn take_free(&mut self, worker: u32) -> Option<Arc<OwnedFd>> {
-    let slot = self.slots.iter_mut().find(|(_, holder)| holder.is_none())?;
-    slot.1 = Some(worker);
+    let slot = self.slots.iter_mut().find(|(_, h)| h.is_empty())?;
+    slot.1.push(worker);
+    Some(slot.0.clone())
+  }
+
+  /// `worker` shares the socket `predecessor` holds (a reload: the old worker
+  /// leaves soon and its queue stays with the new one).
+  pub fn share(&mut self, worker: u32, predecessor: u32) -> Option<Arc<OwnedFd>> {
+    let slot = self
+      .slots
+      .iter_mut()
+      .find(|(_, h)| h.contains(&predecessor))?;
+    slot.1.push(worker);
     Some(slot.0.clone())
   }
 
   /// Adds a new socket, held by `worker`.
   pub fn add(&mut self, bound: Bound, worker: u32) {
     let Bound { fd, path } = bound;
-    self.slots.push((Arc::new(fd), Some(worker)));
+    self.slots.push((Arc::new(fd), vec![worker]));
     if let Some(path) = path {
       self._paths.push(path);
     }
@@ -38,12 +50,12 @@ impl ReusePortPool {
     self
       .slots
       .iter()
-      .find(|(_, h)| *h == Some(worker))
+      .find(|(_, h)| h.contains(&worker))
       .map(|(fd, _)| fd.clone())
   }
 
   pub fn has(&self, worker: u32) -> bool {
-    self.slots.iter().any(|(_, h)| *h == Some(worker))
+    self.socket_of(worker).is_some()
   }
 
   /// The worker lets go of its socket. Returns true when the pool should
@@ -51,11 +63,9 @@ impl ReusePortPool {
   /// crash the sockets stay open (and listening) for a replacement.
   pub fn remove(&mut self, worker: u32, on_purpose: bool) -> bool {
     for slot in &mut self.slots {
-      if slot.1 == Some(worker) {
-        slot.1 = None;
-      }
+      slot.1.retain(|&w| w != worker);
     }
-    on_purpose && self.slots.iter().all(|(_, h)| h.is_none())
+    on_purpose && self.slots.iter().all(|(_, h)| h.is_empty())
   }
 }
 
@@ -81,6 +91,18 @@ mod tests {
     let c = pool.take_free(3).unwrap();
     assert!(Arc::ptr_eq(&a, &c));
     assert!(pool.has(3) && !pool.has(1));
+  }
+
+  #[test]
+  fn a_reloaded_worker_shares_then_keeps_its_predecessors_socket() {
+    let mut pool = ReusePortPool::default();
+    pool.add(fd(), 1);
+    let old = pool.socket_of(1).unwrap();
+    let shared = pool.share(2, 1).unwrap();
+    assert!(Arc::ptr_eq(&old, &shared));
+    assert!(!pool.remove(1, true), "the new worker still holds it");
+    assert!(Arc::ptr_eq(&pool.socket_of(2).unwrap(), &old));
+    assert!(pool.take_free(3).is_none());
   }
 
   #[test]
