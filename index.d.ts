@@ -1,10 +1,89 @@
-// Types for rcluster: exactly node:cluster's, as @types/node declares them.
-// rcluster is a drop-in replacement, so an app typed against node:cluster
-// type-checks unchanged with only the import switched.
+// Types for rcluster: node:cluster's, as @types/node declares them, plus
+// rcluster's additions. rcluster is a drop-in replacement, so an app typed
+// against node:cluster type-checks unchanged with only the import switched.
 /// <reference types="node" />
 import * as nodeCluster from 'node:cluster';
 
-/** rcluster's additions to node:cluster. */
+declare namespace cluster {
+  type Worker = nodeCluster.Worker;
+  type Address = nodeCluster.Address;
+
+  interface RestartOptions {
+    /** Restarts allowed inside `window` before 'restartLimit' (default 10). */
+    maxRestarts?: number;
+    /** The crash-loop window in ms (default 60000). */
+    window?: number;
+    /** A worker that dies sooner (ms) counts as a quick death and backs off (default 1000). */
+    minUptime?: number;
+    /** Delay before replacing quick deaths: initial * factor^(n-1), at most max (ms). */
+    backoff?: { initial?: number; max?: number; factor?: number };
+  }
+
+  interface HeartbeatOptions {
+    /** How often each worker's event loop reports, in ms (default 1000). */
+    interval?: number;
+    /** Silence after which the worker gets SIGABRT, in ms (default 10000). */
+    timeout?: number;
+    /** Time between SIGABRT and SIGKILL, in ms (default min(timeout, 5000)). */
+    grace?: number;
+  }
+
+  interface ClusterSettings extends nodeCluster.ClusterSettings {
+    /** Replace workers that exit without exitedAfterDisconnect. Off by default. */
+    restart?: boolean | RestartOptions;
+    /** The hung-worker watchdog. Off by default. */
+    heartbeat?: boolean | HeartbeatOptions;
+    /** When a reloaded worker counts as ready: 'listening' (default) or 'ready' (cluster.worker.ready()). */
+    readiness?: 'listening' | 'ready';
+    /** Signals that run cluster.shutdown() and then exit the primary. */
+    shutdownOn?: NodeJS.Signals[];
+    /** The deadline shutdownOn uses, in ms (default 10000). */
+    shutdownTimeout?: number;
+  }
+
+  interface WorkerOutcome {
+    id: number;
+    pid: number | undefined;
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    /** true when the deadline passed and the worker was SIGKILLed. */
+    forced: boolean;
+  }
+
+  interface ReloadOutcome {
+    old: number;
+    new: number;
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    forced: boolean;
+  }
+
+  interface WorkerMetrics {
+    id: number;
+    pid: number | undefined;
+    state: string;
+    uptimeMs: number;
+    restarts: number;
+    connectionsDispatched: number;
+    connectionsInFlight: number;
+    /** From the heartbeat; null when heartbeats are off. */
+    rssBytes: number | null;
+    eventLoopDelayMs: number | null;
+    heartbeatAgeMs: number | null;
+  }
+
+  interface Metrics {
+    primary: { pid: number; rssBytes: number };
+    workers: WorkerMetrics[];
+  }
+
+  interface RestartInfo {
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    delay: number;
+  }
+}
+
 interface RclusterExtensions {
   /**
    * Scheduling policy: one SO_REUSEPORT listen socket per worker, created and
@@ -14,15 +93,24 @@ interface RclusterExtensions {
    * warning) where SO_REUSEPORT is missing.
    */
   readonly SCHED_REUSEPORT: number;
+  settings: cluster.ClusterSettings;
+  setupPrimary(settings?: cluster.ClusterSettings): void;
+  /** @deprecated since Node v16.0.0 - use setupPrimary. */
+  setupMaster(settings?: cluster.ClusterSettings): void;
+  /**
+   * Graceful shutdown: every worker closes its servers and leaves once its
+   * in-flight requests are done; whatever is left at the deadline is SIGKILLed.
+   */
+  shutdown(options?: { timeout?: number }): Promise<cluster.WorkerOutcome[]>;
+  /** Rolling restart: each worker is replaced once its replacement is ready. */
+  reload(options?: { timeout?: number; concurrency?: number }): Promise<cluster.ReloadOutcome[]>;
+  /** Per-worker numbers, easy to export (e.g. as Prometheus gauges). */
+  metrics(): cluster.Metrics;
+  on(event: 'restart', listener: (worker: cluster.Worker, old: cluster.Worker, info: cluster.RestartInfo) => void): this;
+  on(event: 'restartLimit', listener: (worker: cluster.Worker, info: { code: number | null; signal: NodeJS.Signals | null; maxRestarts: number; window: number }) => void): this;
+  on(event: 'unresponsive', listener: (worker: cluster.Worker) => void): this;
 }
 
-declare const cluster: nodeCluster.Cluster & RclusterExtensions;
-
-declare namespace cluster {
-  type Worker = nodeCluster.Worker;
-  type Cluster = nodeCluster.Cluster;
-  type ClusterSettings = nodeCluster.ClusterSettings;
-  type Address = nodeCluster.Address;
-}
+declare const cluster: Omit<nodeCluster.Cluster, 'settings' | 'setupPrimary' | 'setupMaster'> & RclusterExtensions & nodeCluster.Cluster;
 
 export = cluster;
