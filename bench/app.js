@@ -113,9 +113,13 @@ function primaryFork() {
     } else if (listening === n + 1) {
       report({ restartMs: now() - killedAt });
       cluster.removeAllListeners('exit');
-      cluster.disconnect();
+      if (process.env.AUTO) cluster.shutdown({ timeout: 5000 });
+      else cluster.disconnect();
     }
   });
-  cluster.on('exit', () => cluster.fork());
+  // AUTO=1: rcluster's restart replaces the worker; otherwise the classic
+  // fork() in 'exit'.
+  if (process.env.AUTO) cluster.setupPrimary({ restart: { minUptime: 0 } });
+  else cluster.on('exit', () => cluster.fork());
   for (let i = 0; i < n; i++) cluster.fork();
 }

@@ -106,6 +106,11 @@ async function main() {
       const fork = await runApp(m, { SCENARIO: 'fork' });
       add('fork 8 workers until all listening ms', m, fork.find((l) => l.forkAllMs).forkAllMs);
       add('killed worker until replacement listening ms', m, fork.find((l) => l.restartMs).restartMs);
+      if (m === 'rcluster') {
+        // rcluster's own restart: true, against node:cluster's fork() in 'exit'.
+        const auto = await runApp(m, { SCENARIO: 'fork', AUTO: '1' });
+        add('killed worker until replacement listening ms, rcluster restart: true', m, auto.find((l) => l.restartMs).restartMs);
+      }
       process.stderr.write('.');
     }
   }
@@ -116,10 +121,11 @@ async function main() {
   console.log('| workload | node:cluster | rcluster | ratio rcluster/node |');
   console.log('| --- | ---: | ---: | ---: |');
   for (const [metric, byModule] of Object.entries(results)) {
-    const theirs = byModule['node:cluster'] || (results[metric.replace('SCHED_REUSEPORT', 'SCHED_NONE')] || {})['node:cluster'];
+    const base = metric.replace('SCHED_REUSEPORT', 'SCHED_NONE').replace(', rcluster restart: true', '');
+    const theirs = byModule['node:cluster'] || (results[base] || {})['node:cluster'];
     const n = median(theirs);
     const r = median(byModule.rcluster);
-    const name = byModule['node:cluster'] ? metric : `${metric} (node: SCHED_NONE)`;
+    const name = byModule['node:cluster'] || !metric.includes('SCHED_REUSEPORT') ? metric : `${metric} (node: SCHED_NONE)`;
     console.log(`| ${name} | ${fmt(n)} | ${fmt(r)} | ${(r / n).toFixed(2)}x |`);
   }
 }

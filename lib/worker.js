@@ -26,13 +26,16 @@ function startHeartbeat() {
   if (beating || !cluster.isWorker || !(interval > 0)) return;
   beating = true;
   const { monitorEventLoopDelay } = require('node:perf_hooks');
-  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const RESOLUTION_MS = 10;
+  const delay = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   delay.enable();
   // Sent from the event loop itself: a loop that is stuck sends nothing.
   const beat = () => {
     send('heartbeat', {
       rss: process.memoryUsage.rss(),
-      eventLoopDelayMs: Number.isFinite(delay.mean) ? delay.mean / 1e6 : 0,
+      // The histogram measures the sampling timer's whole period; the delay
+      // is what exceeds the resolution.
+      eventLoopDelayMs: Number.isFinite(delay.mean) ? Math.max(0, delay.mean / 1e6 - RESOLUTION_MS) : 0,
     });
     delay.reset();
   };
