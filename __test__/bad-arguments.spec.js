@@ -1,13 +1,10 @@
 'use strict';
 // Differential: bad arguments to setupPrimary/fork, send and kill throw what
 // node:cluster throws (TypeError/RangeError with the same ERR_* code).
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 test('bad arguments throw Node\'s errors', async () => {
-  const [node, ours] = await Promise.all([
-    runFixture('bad-arguments.js', { module: 'node' }),
-    runFixture('bad-arguments.js', { module: 'rcluster' }),
-  ]);
+  const { node, ours } = await runBoth('bad-arguments.js');
   expect(ours.code).toBe(0);
   const shape = (r) => r.events.map(({ label, name, code, threw }) => ({ label, name, code, threw }));
   expect(shape(ours)).toEqual(shape(node));

@@ -69,7 +69,16 @@ async function waitFor(check, ms = 5000) {
   return false;
 }
 
-module.exports = { runFixture, killGroup, alive, waitFor, ROOT, MODULES };
+/** Runs a fixture under node:cluster and under rcluster at once: { node, ours }. */
+async function runBoth(name, opts = {}) {
+  const [node, ours] = await Promise.all([
+    runFixture(name, { ...opts, module: 'node' }),
+    runFixture(name, { ...opts, module: 'rcluster' }),
+  ]);
+  return { node, ours };
+}
+
+module.exports = { runFixture, runBoth, killGroup, alive, waitFor, ROOT, MODULES };
 
 /**
  * Starts a fixture and lets the test talk to it while it runs.

@@ -1,12 +1,9 @@
 'use strict';
 // Differential: how a worker ended reaches 'exit' as Node reports it.
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 test('exit carries (code, signal) and kill() results as in node:cluster', async () => {
-  const [node, ours] = await Promise.all([
-    runFixture('kill.js', { module: 'node' }),
-    runFixture('kill.js', { module: 'rcluster' }),
-  ]);
+  const { node, ours } = await runBoth('kill.js');
   expect(ours.code).toBe(0);
   const exits = (r) => r.events.filter((e) => e.id).sort((a, b) => a.id - b.id);
   expect(exits(ours)).toEqual(exits(node));

@@ -1,7 +1,7 @@
 'use strict';
 // Differential: the same app under node:cluster and rcluster shows the same
 // events, in the same order per worker, with the same arguments.
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 function perWorker(events) {
   const by = {};
@@ -17,10 +17,7 @@ describe('fork/online/listening/message/disconnect/exit match node:cluster', () 
   let node;
   let ours;
   beforeAll(async () => {
-    [node, ours] = await Promise.all([
-      runFixture('lifecycle.js', { module: 'node' }),
-      runFixture('lifecycle.js', { module: 'rcluster' }),
-    ]);
+    ({ node, ours } = await runBoth('lifecycle.js'));
   });
 
   test('the primary exits by itself, code 0, once the workers are gone', () => {

@@ -1,7 +1,7 @@
 'use strict';
 // Differential: EADDRINUSE and EACCES reach the worker's server as Node's own listen errors.
 const net = require('node:net');
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 const holdPort = () => new Promise((resolve) => {
   const s = net.createServer().listen(0, '127.0.0.1', () => resolve(s));
@@ -12,10 +12,7 @@ describe.each(['rr', 'none'])('policy %s', (policy) => {
     const holder = await holdPort();
     try {
       const env = { PORT: String(holder.address().port), HOST: '127.0.0.1', NODE_CLUSTER_SCHED_POLICY: policy };
-      const [node, ours] = await Promise.all([
-        runFixture('listen-error.js', { module: 'node', env }),
-        runFixture('listen-error.js', { module: 'rcluster', env }),
-      ]);
+      const { node, ours } = await runBoth('listen-error.js', { env });
       expect(ours.code).toBe(0);
       expect(ours.events).toEqual(node.events);
       expect(ours.events[0]).toMatchObject({ code: 'EADDRINUSE', errno: -98 });
@@ -28,10 +25,7 @@ describe.each(['rr', 'none'])('policy %s', (policy) => {
   (asRoot ? test : test.skip)('EACCES: a primary running as nobody asks for port 80', async () => {
     const env = { PORT: '80', HOST: '127.0.0.1', NODE_CLUSTER_SCHED_POLICY: policy };
     const spawnOptions = { uid: 65534, gid: 65534, cwd: '/' };
-    const [node, ours] = await Promise.all([
-      runFixture('listen-error.js', { module: 'node', env, spawnOptions }),
-      runFixture('listen-error.js', { module: 'rcluster', env, spawnOptions }),
-    ]);
+    const { node, ours } = await runBoth('listen-error.js', { env, spawnOptions });
     expect(ours.stderr).toBe('');
     expect(ours.code).toBe(0);
     expect(ours.events).toEqual(node.events);

@@ -1,12 +1,9 @@
 'use strict';
 // Differential: messages, callbacks and channel errors as node:cluster has them.
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 test('messages round-trip, NODE_ messages stay internal, late sends fail as in Node', async () => {
-  const [node, ours] = await Promise.all([
-    runFixture('messages.js', { module: 'node' }),
-    runFixture('messages.js', { module: 'rcluster' }),
-  ]);
+  const { node, ours } = await runBoth('messages.js');
   expect(ours.code).toBe(0);
   const key = (e) => JSON.stringify(e);
   expect(ours.events.map(key).sort()).toEqual(node.events.map(key).sort());

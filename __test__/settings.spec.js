@@ -1,13 +1,10 @@
 'use strict';
 // Differential: what setupPrimary() and fork(env) decide is what the worker gets.
 const os = require('node:os');
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 test('exec, args, execArgv, cwd, uid/gid and the fork env reach the worker as in Node', async () => {
-  const [node, ours] = await Promise.all([
-    runFixture('settings.js', { module: 'node' }),
-    runFixture('settings.js', { module: 'rcluster' }),
-  ]);
+  const { node, ours } = await runBoth('settings.js');
   expect(ours.code).toBe(0);
   expect(ours.events).toEqual(node.events);
   const seen = ours.events.find((e) => e.argv);

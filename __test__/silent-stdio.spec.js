@@ -1,11 +1,8 @@
 'use strict';
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 test('silent workers write to worker.process.stdout/stderr, then close', async () => {
-  const [node, ours] = await Promise.all([
-    runFixture('silent.js', { module: 'node' }),
-    runFixture('silent.js', { module: 'rcluster' }),
-  ]);
+  const { node, ours } = await runBoth('silent.js');
   expect(ours.code).toBe(0);
   expect(ours.events).toEqual(node.events);
   expect(ours.events[0]).toEqual({ out: 'to stdout\n', err: 'to stderr\n', code: 0, signal: null, stdin: true });

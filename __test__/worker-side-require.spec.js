@@ -1,11 +1,8 @@
 'use strict';
-const { runFixture } = require('./helpers');
+const { runBoth } = require('./helpers');
 
 test('a worker sees Node\'s worker-side cluster, the fork env, and Node\'s env cleanup', async () => {
-  const [node, ours] = await Promise.all([
-    runFixture('worker-require.js', { module: 'node' }),
-    runFixture('worker-require.js', { module: 'rcluster' }),
-  ]);
+  const { node, ours } = await runBoth('worker-require.js');
   expect(ours.code).toBe(0);
   expect(ours.events).toEqual(node.events);
   expect(ours.events[0]).toEqual({

@@ -359,30 +359,15 @@ function onEvents(batch) {
         cluster.emit('listening', worker, info);
         break;
       }
-      case 'message': {
-        let message;
-        try {
-          message = JSON.parse(ev.data);
-        } catch (err) {
-          reportWorkerError(worker, err);
-          break;
-        }
-        proc.emit('message', message, undefined);
+      case 'message':
+        // One message the engine could not vouch for: JS's parse decides.
+        for (const message of parseFromWorker(worker, ev.data, false)) proc.emit('message', message, undefined);
         break;
-      }
-      case 'messages': {
-        let messages;
-        try {
-          messages = JSON.parse(ev.data);
-        } catch (err) {
-          reportWorkerError(worker, err);
-          break;
-        }
+      case 'messages':
         // A listener may disconnect or kill the worker mid-batch; Node would
         // still deliver what it had read, and so do we.
-        for (const message of messages) proc.emit('message', message, undefined);
+        for (const message of parseFromWorker(worker, ev.data, true)) proc.emit('message', message, undefined);
         break;
-      }
       case 'exitedAfterDisconnect':
         worker.exitedAfterDisconnect = true;
         break;
@@ -404,6 +389,18 @@ function onEvents(batch) {
       default:
         break;
     }
+  }
+}
+
+// The messages in `data` (one JSON text, or an array of them when `batch`);
+// none, and the worker's 'error', when it does not parse.
+function parseFromWorker(worker, data, batch) {
+  try {
+    const parsed = JSON.parse(data);
+    return batch ? parsed : [parsed];
+  } catch (err) {
+    reportWorkerError(worker, err);
+    return [];
   }
 }
 

@@ -120,8 +120,7 @@ pub fn start(on_events: Function<Vec<JsEvent>, ()>, policy: u32) -> Result<()> {
     .weak::<true>()
     .build()?;
   let tsfn = Arc::new(tsfn);
-  let engine = Engine::start(Arc::new(JsSink(tsfn.clone())), policy)
-    .map_err(|e| Error::from_reason(e.to_string()))?;
+  let engine = Engine::start(Arc::new(JsSink(tsfn.clone())), policy).map_err(js_error)?;
   let _ = EVENTS.set(tsfn);
   let _ = ENGINE.set(engine);
   Ok(())
@@ -172,6 +171,11 @@ pub struct SpawnResult {
   /// The primary's ends of `pipe` slots 0..2 (now owned by JS), or null.
   pub fds: Vec<Option<i32>>,
   pub error: Option<NativeError>,
+}
+
+/// An engine failure the caller cannot act on, as a plain JS Error.
+fn js_error(e: EngineError) -> Error {
+  Error::from_reason(e.to_string())
 }
 
 fn engine() -> Result<&'static Engine> {
@@ -240,16 +244,12 @@ pub fn send(id: u32, json: String, now: bool) -> Result<bool> {
 
 #[napi]
 pub fn disconnect(id: u32) -> Result<()> {
-  engine()?
-    .disconnect(id)
-    .map_err(|e| Error::from_reason(e.to_string()))
+  engine()?.disconnect(id).map_err(js_error)
 }
 
 #[napi]
 pub fn close_channel(id: u32) -> Result<()> {
-  engine()?
-    .close_channel(id)
-    .map_err(|e| Error::from_reason(e.to_string()))
+  engine()?.close_channel(id).map_err(js_error)
 }
 
 /// Signals a worker: true if delivered, false if it is already gone; a
@@ -272,9 +272,7 @@ pub fn reuse_port_supported() -> bool {
 /// heartbeat, SIGKILL `graceMs` later).
 #[napi]
 pub fn watchdog(timeout_ms: f64, grace_ms: f64) -> Result<()> {
-  engine()?
-    .watchdog(timeout_ms, grace_ms)
-    .map_err(|e| Error::from_reason(e.to_string()))
+  engine()?.watchdog(timeout_ms, grace_ms).map_err(js_error)
 }
 
 /// What the engine counts for one worker.
@@ -292,9 +290,7 @@ pub struct WorkerStats {
 /// Per-worker counters from the engine.
 #[napi]
 pub fn worker_stats() -> Result<Vec<WorkerStats>> {
-  let stats = engine()?
-    .stats()
-    .map_err(|e| Error::from_reason(e.to_string()))?;
+  let stats = engine()?.stats().map_err(js_error)?;
   Ok(
     stats
       .into_iter()
@@ -378,7 +374,5 @@ impl RestartTracker {
 /// The next worker `heir` replaces `from` in a reload (SCHED_REUSEPORT sockets pass on).
 #[napi]
 pub fn inherit(heir: u32, from: u32) -> Result<()> {
-  engine()?
-    .inherit(heir, from)
-    .map_err(|e| Error::from_reason(e.to_string()))
+  engine()?.inherit(heir, from).map_err(js_error)
 }

@@ -74,15 +74,19 @@ mod tests {
   use std::io::{Read, Write};
   use std::os::fd::AsFd;
 
-  #[test]
-  fn fd_crosses_a_socketpair() {
-    let (a, b) = socketpair(
+  fn pair() -> (OwnedFd, OwnedFd) {
+    socketpair(
       AddressFamily::Unix,
       SockType::Stream,
       None,
       SockFlag::SOCK_CLOEXEC,
     )
-    .unwrap();
+    .unwrap()
+  }
+
+  #[test]
+  fn fd_crosses_a_socketpair() {
+    let (a, b) = pair();
     let (pa, pb) = std::os::unix::net::UnixStream::pair().unwrap();
     let n = send(
       a.as_fd(),
@@ -113,13 +117,7 @@ mod tests {
 
   #[test]
   fn end_of_stream_reads_zero() {
-    let (a, b) = socketpair(
-      AddressFamily::Unix,
-      SockType::Stream,
-      None,
-      SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
+    let (a, b) = pair();
     drop(a);
     let mut buf = [0u8; 8];
     assert_eq!(recv(b.as_fd(), &mut buf, &mut Vec::new()).unwrap(), 0);
