@@ -13,3 +13,15 @@ const nodeCluster = require('node:cluster');
 if (nodeCluster.isWorker) require('./lib/worker');
 
 module.exports = nodeCluster.isWorker ? nodeCluster : require('./lib/primary');
+
+// Never runs: it names the exports for Node's ESM loader (cjs-module-lexer),
+// so that `import { isPrimary, fork } from 'rcluster'` works as it does for
+// 'node:cluster'.
+/* eslint-disable no-undef */
+0 && (module.exports = {
+  isPrimary, isMaster, isWorker, Worker, workers, worker, settings,
+  SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, schedulingPolicy,
+  setupPrimary, setupMaster, fork, disconnect,
+  shutdown, reload, metrics,
+  on, once, off, emit, addListener, removeListener, removeAllListeners, listeners, listenerCount,
+});
