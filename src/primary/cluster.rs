@@ -17,6 +17,9 @@ use crate::sched::reuse_port::ReusePortPool;
 use crate::sched::shared::SharedHandle;
 use crate::sched::{SCHED_NONE, SCHED_REUSEPORT};
 
+/// The child_process type a TCP or unix listen socket travels as.
+const NET_NATIVE: &str = "net.Native";
+
 /// Handles everything one read produced; emits the resulting events as one batch.
 pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &mut Vec<OwnedFd>) {
   let mut events = Vec::new();
@@ -222,7 +225,7 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
       match handle {
         Handle::Shared(h, _) => {
           h.add(id);
-          fd = Some(h.fd.clone());
+          fd = Some((h.fd.clone(), h.kind));
         }
         Handle::RoundRobin(h, _) => {
           h.rr.add(id);
@@ -231,7 +234,7 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
           }
         }
         Handle::ReusePort(pool, _, _) => {
-          fd = pool.socket_of(id);
+          fd = pool.socket_of(id).map(|s| (s, NET_NATIVE));
         }
       }
     }
@@ -265,14 +268,17 @@ fn create_handle(
     return Ok(());
   }
   let bound = listen::bind_target(&target)?;
+  // As Node: UDP is always shared (there is nothing to hand out but datagrams).
+  let handle = if let Target::Udp { .. } = target {
+    Handle::Shared(SharedHandle::new(bound, "dgram.Native"), data)
   // Unix sockets have no SO_REUSEPORT: under that policy they are round-robin.
-  let handle = if st.policy != SCHED_NONE {
+  } else if st.policy != SCHED_NONE {
     Handle::RoundRobin(
       dispatch::RrHandle::new(state, key, bound, backlog(msg))?,
       data,
     )
   } else {
-    Handle::Shared(SharedHandle::new(bound), data)
+    Handle::Shared(SharedHandle::new(bound, NET_NATIVE), data)
   };
   st.handles.insert(key.to_string(), handle);
   Ok(())

@@ -104,21 +104,25 @@ impl Slot {
   }
 
   /// Sends a cluster message: adds `cmd` and `seq` as Node's sendHelper does.
+  /// `fd` rides in a NODE_HANDLE envelope of the given child_process type.
   pub fn send_cluster(
     &mut self,
     mut msg: serde_json::Map<String, Value>,
-    fd: Option<Arc<OwnedFd>>,
+    fd: Option<(Arc<OwnedFd>, &'static str)>,
   ) {
     msg.insert("cmd".into(), "NODE_CLUSTER".into());
     let seq = self.next_seq();
     msg.insert("seq".into(), seq.into());
     let body = Value::Object(msg);
-    let bytes = match &fd {
+    let (bytes, fd) = match fd {
       // The whole envelope goes out in one sendmsg with the fd attached.
-      Some(_) => crate::ipc::json::encode(&serde_json::json!({
-        "cmd": "NODE_HANDLE", "type": "net.Native", "msg": body
-      })),
-      None => crate::ipc::json::encode(&body),
+      Some((fd, kind)) => (
+        crate::ipc::json::encode(&serde_json::json!({
+          "cmd": "NODE_HANDLE", "type": kind, "msg": body
+        })),
+        Some(fd),
+      ),
+      None => (crate::ipc::json::encode(&body), None),
     };
     self.send(bytes.into(), fd);
   }

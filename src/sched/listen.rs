@@ -29,7 +29,18 @@ pub enum Target {
   },
   /// A unix socket path.
   Unix(String),
+  /// UDP (`addressType` 'udp4'/'udp6'), always shared, as in Node.
+  Udp {
+    address: IpAddr,
+    port: u16,
+    reuse_addr: bool,
+    ipv6_only: bool,
+  },
 }
+
+/// libuv's `UV_UDP_IPV6ONLY` and `UV_UDP_REUSEADDR`, as dgram sends them in `flags`.
+const UV_UDP_IPV6ONLY: u64 = 1;
+const UV_UDP_REUSEADDR: u64 = 4;
 
 impl Target {
   /// The same target on a fixed port (after port 0 was resolved).
@@ -51,6 +62,29 @@ impl Target {
     let address = msg.get("address").and_then(Value::as_str);
     let address_type = &msg["addressType"];
     let einval = |what: &str| Error::sys(nix::errno::Errno::EINVAL, "listen", what.to_string());
+    if let Some(kind @ ("udp4" | "udp6")) = address_type.as_str() {
+      let v6 = kind == "udp6";
+      let any: IpAddr = if v6 {
+        Ipv6Addr::UNSPECIFIED.into()
+      } else {
+        Ipv4Addr::UNSPECIFIED.into()
+      };
+      let address = match address {
+        None | Some("") => any,
+        Some(a) => a
+          .parse::<IpAddr>()
+          .map_err(|_| Error::sys(nix::errno::Errno::EINVAL, "bind", a.to_string()))?,
+      };
+      let port = msg["port"].as_i64().unwrap_or(0);
+      let port = u16::try_from(port).map_err(|_| einval(&format!("port {port}")))?;
+      let flags = msg["flags"].as_u64().unwrap_or(0);
+      return Ok(Target::Udp {
+        address,
+        port,
+        reuse_addr: flags & UV_UDP_REUSEADDR != 0,
+        ipv6_only: flags & UV_UDP_IPV6ONLY != 0,
+      });
+    }
     if address_type.as_i64() == Some(-1) {
       return address
         .map(|p| Target::Unix(p.to_string()))
@@ -118,6 +152,15 @@ pub fn reuse_port_supported() -> bool {
 
 fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
   match target {
+    Target::Udp {
+      address,
+      port,
+      reuse_addr,
+      ipv6_only,
+    } => Ok(Bound {
+      fd: bind_udp(SocketAddr::new(*address, *port), *reuse_addr, *ipv6_only)?,
+      path: None,
+    }),
     Target::Unix(path) => {
       let fd = new_socket(AddressFamily::Unix)?;
       let addr = UnixAddr::new(path.as_str()).map_err(|e| Error::sys(e, "bind", path.clone()))?;
@@ -168,6 +211,30 @@ fn bind_tcp(addr: SocketAddr, ipv6_only: bool, reuse_port: bool) -> Result<Owned
   setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
   if reuse_port {
     setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
+  }
+  let res = match addr {
+    SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
+    SocketAddr::V6(a) => {
+      setsockopt(&fd, sockopt::Ipv6V6Only, &ipv6_only)
+        .map_err(|e| Error::sys(e, "setsockopt", ""))?;
+      bind(fd.as_raw_fd(), &SockaddrIn6::from(a))
+    }
+  };
+  res.map_err(|e| Error::sys(e, "bind", context))?;
+  Ok(fd)
+}
+
+fn bind_udp(addr: SocketAddr, reuse_addr: bool, ipv6_only: bool) -> Result<OwnedFd> {
+  let context = addr.to_string();
+  let family = match addr {
+    SocketAddr::V4(_) => AddressFamily::Inet,
+    SocketAddr::V6(_) => AddressFamily::Inet6,
+  };
+  let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+  let fd =
+    socket(family, SockType::Datagram, flags, None).map_err(|e| Error::sys(e, "socket", ""))?;
+  if reuse_addr {
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
   }
   let res = match addr {
     SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),

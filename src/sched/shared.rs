@@ -10,14 +10,17 @@ use super::listen::{Bound, BoundPath};
 /// A socket the primary created once and shares by fd with each worker.
 pub struct SharedHandle {
   pub fd: Arc<OwnedFd>,
+  /// The child_process handle type the fd travels as: `net.Native` or `dgram.Native`.
+  pub kind: &'static str,
   workers: HashSet<u32>,
   _path: Option<BoundPath>,
 }
 
 impl SharedHandle {
-  pub fn new(bound: Bound) -> Self {
+  pub fn new(bound: Bound, kind: &'static str) -> Self {
     SharedHandle {
       fd: Arc::new(bound.fd),
+      kind,
       workers: HashSet::new(),
       _path: bound.path,
     }
