@@ -9,6 +9,7 @@ const native = require('../binding.js');
 const errors = require('./errors');
 const { WorkerProcess } = require('./process');
 const supervise = require('./supervise');
+const { deserializeAll } = require('./serialization');
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
@@ -158,10 +159,6 @@ function validateSettings(s) {
     throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
       "must be one of: undefined, 'json', 'advanced'");
   }
-  if (s.serialization === 'advanced') {
-    throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
-      'is not supported by rcluster yet (only "json")');
-  }
   if (s.stdio !== undefined) stdioArray(s.stdio, s.silent);
   if (s.inspectPort === null) {
     throw errors.ERR_INVALID_ARG_TYPE('Port', ['number', 'string'], null);
@@ -217,7 +214,7 @@ function createWorkerProcess(id, env) {
   for (const [k, v] of Object.entries(workerEnv)) {
     if (v !== undefined) envList.push(`${k}=${v}`);
   }
-  const proc = new WorkerProcess(native, id, file, [file, ...args]);
+  const proc = new WorkerProcess(native, id, file, [file, ...args], settings.serialization || 'json');
   const res = native.spawn({
     id,
     file,
@@ -368,6 +365,17 @@ function onEvents(batch) {
         // still deliver what it had read, and so do we.
         for (const message of parseFromWorker(worker, ev.data, true)) proc.emit('message', message, undefined);
         break;
+      case 'messagesV8': {
+        let messages;
+        try {
+          messages = [...deserializeAll(ev.bytes)];
+        } catch (err) {
+          reportWorkerError(worker, err);
+          break;
+        }
+        for (const message of messages) proc.emit('message', message, undefined);
+        break;
+      }
       case 'exitedAfterDisconnect':
         worker.exitedAfterDisconnect = true;
         break;

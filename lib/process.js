@@ -6,6 +6,7 @@ const EventEmitter = require('node:events');
 const net = require('node:net');
 const { constants: { signals } } = require('node:os');
 const errors = require('./errors');
+const { serialize } = require('./serialization');
 
 const signalNames = Object.fromEntries(Object.entries(signals).map(([k, v]) => [v, k]));
 
@@ -20,8 +21,9 @@ function convertToValidSignal(signal) {
 }
 
 class WorkerProcess extends EventEmitter {
-  constructor(native, id, spawnfile, spawnargs) {
+  constructor(native, id, spawnfile, spawnargs, serialization = 'json') {
     super();
+    this._advanced = serialization === 'advanced';
     this._native = native;
     this._id = id;
     this.pid = undefined;
@@ -107,8 +109,8 @@ class WorkerProcess extends EventEmitter {
       }
       throw errors.ERR_RCLUSTER_HANDLE_UNSUPPORTED();
     }
-    // Serialize here so a circular message throws in the caller, as in Node.
-    const json = JSON.stringify(message);
+    // Serialize here so a message that cannot be serialized throws in the
+    // caller, as in Node (circular JSON; functions and symbols for V8).
     // The first message of a tick is written at once (ping-pong latency);
     // the rest of a burst goes to the engine, which writes it in gathered
     // writes off this thread.
@@ -117,7 +119,10 @@ class WorkerProcess extends EventEmitter {
       this._sentThisTick = true;
       process.nextTick(() => { this._sentThisTick = false; });
     }
-    if (!this._native.send(this._id, json, now)) {
+    const sent = this._advanced ?
+      this._native.sendBytes(this._id, serialize(message), now) :
+      this._native.send(this._id, JSON.stringify(message), now);
+    if (!sent) {
       // The worker closed the channel a moment ago; 'disconnect' is on its way.
       const ex = errors.ERR_IPC_CHANNEL_CLOSED();
       if (typeof callback === 'function') process.nextTick(callback, ex);

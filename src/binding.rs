@@ -47,6 +47,8 @@ pub struct JsEvent {
   pub code: Option<i32>,
   pub signal: Option<String>,
   pub error: Option<NativeError>,
+  /// `messagesV8`: length-prefixed V8 payloads.
+  pub bytes: Option<Buffer>,
 }
 
 impl From<Event> for JsEvent {
@@ -58,6 +60,7 @@ impl From<Event> for JsEvent {
       code: None,
       signal: None,
       error: None,
+      bytes: None,
     };
     let (kind, id) = match ev {
       Event::Online { id } => ("online", id),
@@ -72,6 +75,10 @@ impl From<Event> for JsEvent {
       Event::Messages { id, array } => {
         js.data = Some(array);
         ("messages", id)
+      }
+      Event::MessagesV8 { id, bytes } => {
+        js.bytes = Some(bytes.into());
+        ("messagesV8", id)
       }
       Event::ExitedAfterDisconnect { id } => ("exitedAfterDisconnect", id),
       Event::Rcluster { id, json } => {
@@ -375,4 +382,11 @@ impl RestartTracker {
 #[napi]
 pub fn inherit(heir: u32, from: u32) -> Result<()> {
   engine()?.inherit(heir, from).map_err(js_error)
+}
+
+/// Sends one user message already serialized for an `advanced` channel
+/// (4-byte big-endian length, then the V8 payload). Same `now` as `send`.
+#[napi]
+pub fn send_bytes(id: u32, message: Buffer, now: bool) -> Result<bool> {
+  Ok(engine()?.send(id, message.to_vec(), now).is_ok())
 }

@@ -15,6 +15,8 @@ pub enum Frame {
   User(String),
   /// An internal `NODE_*` message, parsed.
   Internal(Value),
+  /// A user message in `advanced` serialization: the V8 payload, for JS.
+  UserBytes(Vec<u8>),
   /// Bytes that are not a message (bad UTF-8, or a message over [`MAX_MESSAGE`]).
   Bad(String),
 }

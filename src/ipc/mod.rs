@@ -4,3 +4,4 @@ pub mod channel;
 pub mod fdpass;
 pub mod json;
 pub mod lane;
+pub mod v8;

@@ -3,7 +3,6 @@
 //! child_process NODE_HANDLE_ACK/NACK flow under them.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -28,6 +27,7 @@ pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &
   for frame in frames.drain(..) {
     match frame {
       Frame::User(json) => batch.push(id, json, &mut events),
+      Frame::UserBytes(payload) => batch.push_bytes(&payload),
       Frame::Internal(msg) => {
         batch.flush(id, &mut events);
         on_internal(&mut st, state, id, msg, fds, &mut events);
@@ -55,6 +55,7 @@ pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &
 struct Batch {
   array: String,
   count: usize,
+  v8: Vec<u8>,
 }
 
 impl Batch {
@@ -69,7 +70,22 @@ impl Batch {
     self.count += 1;
   }
 
+  /// A user message in `advanced` serialization: kept length-prefixed, so
+  /// JS can split the batch and hand each payload to v8's deserializer.
+  fn push_bytes(&mut self, payload: &[u8]) {
+    self
+      .v8
+      .extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    self.v8.extend_from_slice(payload);
+  }
+
   fn flush(&mut self, id: u32, events: &mut Vec<Event>) {
+    if !self.v8.is_empty() {
+      events.push(Event::MessagesV8 {
+        id,
+        bytes: std::mem::take(&mut self.v8),
+      });
+    }
     if self.count == 0 {
       return;
     }
@@ -107,7 +123,8 @@ fn on_internal(
       // queue moves on; the inner message is delivered, the descriptor closed
       // (receiving handles in the primary is not supported yet).
       if let Some(slot) = st.workers.get_mut(&id) {
-        slot.send(Arc::from(&b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n"[..]), None);
+        let ack = slot.encode(&serde_json::json!({"cmd": "NODE_HANDLE_ACK"}));
+        slot.send(ack.into(), None);
       }
       fds.clear();
       let inner = msg.get("msg").cloned().unwrap_or(Value::Null);

@@ -30,6 +30,9 @@ pub enum Event {
   /// Several user messages, already checked to be JSON, as one JSON array
   /// text: JS parses a whole read's worth of messages in one `JSON.parse`.
   Messages { id: u32, array: String },
+  /// User messages in `advanced` serialization: each a 4-byte big-endian
+  /// length and a V8 payload, back to back.
+  MessagesV8 { id: u32, bytes: Vec<u8> },
   /// The worker is leaving on purpose (it sent `exitedAfterDisconnect`).
   ExitedAfterDisconnect { id: u32 },
   /// The channel closed.
@@ -147,7 +150,8 @@ impl Engine {
     rx.recv().map_err(|_| Error::EngineGone)?
   }
 
-  /// Sends a user message (ending in `\n`): written from the calling thread
+  /// Sends a user message, already encoded for the channel (JSON ending in
+  /// `\n`, or a length-prefixed V8 payload): written from the calling thread
   /// when `now`, else queued for the engine's gathered writes.
   pub fn send(&self, id: u32, bytes: Vec<u8>, now: bool) -> Result<()> {
     let lane = {

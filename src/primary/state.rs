@@ -67,6 +67,8 @@ pub(crate) struct Slot {
   pub dispatched: u64,
   /// Heartbeat state, when the watchdog is on.
   pub beat: Option<Beat>,
+  /// The channel speaks `advanced` (V8) serialization rather than `json`.
+  pub advanced: bool,
 }
 
 impl Slot {
@@ -83,6 +85,7 @@ impl Slot {
       newconns: HashMap::new(),
       dispatched: 0,
       beat: None,
+      advanced: false,
     }
   }
 
@@ -91,6 +94,15 @@ impl Slot {
     let s = self.seq;
     self.seq += 1;
     s
+  }
+
+  /// One message in this channel's serialization.
+  pub fn encode(&self, value: &Value) -> Vec<u8> {
+    if self.advanced {
+      crate::ipc::v8::encode(value)
+    } else {
+      crate::ipc::json::encode(value)
+    }
   }
 
   /// Sends one whole message (queued if the socket is full).
@@ -117,12 +129,12 @@ impl Slot {
     let (bytes, fd) = match fd {
       // The whole envelope goes out in one sendmsg with the fd attached.
       Some((fd, kind)) => (
-        crate::ipc::json::encode(&serde_json::json!({
+        self.encode(&serde_json::json!({
           "cmd": "NODE_HANDLE", "type": kind, "msg": body
         })),
         Some(fd),
       ),
-      None => (crate::ipc::json::encode(&body), None),
+      None => (self.encode(&body), None),
     };
     self.send(bytes.into(), fd);
   }

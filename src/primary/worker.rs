@@ -17,7 +17,6 @@ use super::state::{Shared, Slot};
 use super::{cluster, Event, Spawned};
 use crate::error::{Error, Result};
 use crate::ipc::channel::{watch, Channel};
-use crate::ipc::json::Decoder;
 use crate::ipc::lane::{drain, Lane};
 use crate::supervise::watchdog::Beat;
 
@@ -36,6 +35,7 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   {
     let mut st = state.borrow_mut();
     let mut slot = Slot::new(channel.clone(), lane.clone());
+    slot.advanced = spec.serialization == "advanced";
     if st.watchdog.is_some() {
       slot.beat = Some(Beat::new(st.now_ms()));
     }
@@ -49,7 +49,12 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
       .unwrap_or_else(|p| p.into_inner())
       .insert(id, pidfd.clone());
   }
-  spawn_local(read_loop(state.clone(), id, channel.clone()));
+  let decoder = if spec.serialization == "advanced" {
+    StreamDecoder::V8(Default::default())
+  } else {
+    StreamDecoder::Json(Default::default())
+  };
+  spawn_local(read_loop(state.clone(), id, channel.clone(), decoder));
   spawn_local(write_loop(state.clone(), id, channel, lane));
   spawn_local(reap(state.clone(), id, child.pid, pidfd));
   Ok(Spawned {
@@ -58,8 +63,22 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   })
 }
 
-async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>) {
-  let mut decoder = Decoder::default();
+/// Frames in the channel's serialization.
+enum StreamDecoder {
+  Json(crate::ipc::json::Decoder),
+  V8(crate::ipc::v8::Decoder),
+}
+
+impl StreamDecoder {
+  fn push(&mut self, data: &[u8], out: &mut Vec<crate::ipc::json::Frame>) {
+    match self {
+      StreamDecoder::Json(d) => d.push(data, out),
+      StreamDecoder::V8(d) => d.push(data, out),
+    }
+  }
+}
+
+async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: StreamDecoder) {
   let mut buf = vec![0u8; 64 * 1024];
   let mut fds: Vec<OwnedFd> = Vec::new();
   let mut frames = Vec::new();
