@@ -108,8 +108,6 @@ const ERR_CHILD_PROCESS_IPC_REQUIRED = (name) => makeError(Error, 'ERR_CHILD_PRO
   `Forked processes must have an IPC channel, missing value 'ipc' in ${name}`);
 const ERR_INVALID_HANDLE_TYPE = () =>
   makeError(TypeError, 'ERR_INVALID_HANDLE_TYPE', 'This handle type cannot be sent');
-const ERR_RCLUSTER_HANDLE_UNSUPPORTED = () => makeError(Error, 'ERR_RCLUSTER_HANDLE_UNSUPPORTED',
-  'Sending a handle from the primary to a worker is not supported by rcluster yet');
 
 /** A system error from the engine ({code, errno, syscall, message}) as Node shapes it. */
 function systemError(native, extra = {}) {
@@ -144,7 +142,6 @@ module.exports = {
   ERR_IPC_DISCONNECTED,
   ERR_CHILD_PROCESS_IPC_REQUIRED,
   ERR_INVALID_HANDLE_TYPE,
-  ERR_RCLUSTER_HANDLE_UNSUPPORTED,
   systemError,
   validateInt32,
   validateObject,

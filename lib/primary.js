@@ -7,7 +7,7 @@
 const EventEmitter = require('node:events');
 const native = require('../binding.js');
 const errors = require('./errors');
-const { WorkerProcess } = require('./process');
+const { WorkerProcess, wrapHandle } = require('./process');
 const supervise = require('./supervise');
 const { deserializeAll } = require('./serialization');
 
@@ -374,6 +374,24 @@ function onEvents(batch) {
           break;
         }
         for (const message of messages) proc.emit('message', message, undefined);
+        break;
+      }
+      case 'handleMessage': {
+        let message;
+        let { handleType, dgramType } = ev;
+        try {
+          if (ev.bytes) {
+            const [envelope] = deserializeAll(ev.bytes);
+            ({ msg: message, type: handleType, dgramType } = envelope);
+          } else {
+            message = JSON.parse(ev.data);
+          }
+        } catch (err) {
+          require('node:fs').closeSync(ev.fd);
+          reportWorkerError(worker, err);
+          break;
+        }
+        wrapHandle(handleType, dgramType, ev.fd, (handle) => proc.emit('message', message, handle));
         break;
       }
       case 'exitedAfterDisconnect':

@@ -3,6 +3,7 @@
 // Rust engine spawned and owns. The engine's events drive it.
 
 const EventEmitter = require('node:events');
+const dgram = require('node:dgram');
 const net = require('node:net');
 const { constants: { signals } } = require('node:os');
 const errors = require('./errors');
@@ -88,27 +89,20 @@ class WorkerProcess extends EventEmitter {
     } else if (options !== undefined) {
       errors.validateObject(options, 'options');
     }
-    if (this.connected) return this._send(message, handle, callback);
+    if (this.connected) return this._send(message, handle, options, callback);
     const ex = errors.ERR_IPC_CHANNEL_CLOSED();
     if (typeof callback === 'function') process.nextTick(callback, ex);
     else process.nextTick(() => this.emit('error', ex));
     return false;
   }
 
-  _send(message, handle, callback) {
+  _send(message, handle, options, callback) {
     if (message === undefined) throw errors.ERR_MISSING_ARGS('message');
     const type = typeof message;
     if (type !== 'string' && type !== 'object' && type !== 'number' && type !== 'boolean') {
       throw errors.ERR_INVALID_ARG_TYPE('message', ['string', 'object', 'number', 'boolean'], message);
     }
-    if (handle) {
-      if (!(handle instanceof net.Socket || handle instanceof net.Server ||
-            (handle && typeof handle === 'object' && handle.constructor &&
-             /^(Socket|Server|TCP|Pipe|UDP)$/.test(handle.constructor.name)))) {
-        throw errors.ERR_INVALID_HANDLE_TYPE();
-      }
-      throw errors.ERR_RCLUSTER_HANDLE_UNSUPPORTED();
-    }
+    if (handle) return this._sendHandle(message, handle, options, callback);
     // Serialize here so a message that cannot be serialized throws in the
     // caller, as in Node (circular JSON; functions and symbols for V8).
     // The first message of a tick is written at once (ping-pong latency);
@@ -128,6 +122,29 @@ class WorkerProcess extends EventEmitter {
       if (typeof callback === 'function') process.nextTick(callback, ex);
       else if (this.listenerCount('error') > 0) process.nextTick(() => this.emit('error', ex));
       return false;
+    }
+    if (typeof callback === 'function') process.nextTick(callback, null);
+    return true;
+  }
+
+  // As child_process: the message travels in a NODE_HANDLE envelope with the
+  // handle's descriptor attached; the engine keeps its own copy until the
+  // worker acknowledges it. A net.Socket is detached here unless keepOpen.
+  _sendHandle(message, handle, options, callback) {
+    const { type, fd, extra } = describeHandle(handle);
+    const envelope = { cmd: 'NODE_HANDLE', type, msg: message, ...extra };
+    const bytes = this._advanced ? serialize(envelope) : Buffer.from(`${JSON.stringify(envelope)}\n`);
+    if (!this._native.sendHandle(this._id, bytes, fd)) {
+      const ex = errors.ERR_IPC_CHANNEL_CLOSED();
+      if (typeof callback === 'function') process.nextTick(callback, ex);
+      return false;
+    }
+    if (type === 'net.Socket' && !(options && options.keepOpen)) {
+      const raw = handle._handle;
+      raw.onread = () => {};
+      handle._handle = null;
+      handle.setTimeout(0);
+      raw.close();
     }
     if (typeof callback === 'function') process.nextTick(callback, null);
     return true;
@@ -170,4 +187,44 @@ class WorkerProcess extends EventEmitter {
   }
 }
 
-module.exports = { WorkerProcess, convertToValidSignal };
+const kDgramState = (socket) => Object.getOwnPropertySymbols(socket)
+  .find((sym) => sym.description === 'state symbol');
+
+// The child_process handle type, descriptor and envelope fields of a handle,
+// as child_process's handleConversion names them.
+function describeHandle(handle) {
+  if (handle instanceof net.Socket) {
+    if (!handle._handle) throw errors.ERR_INVALID_HANDLE_TYPE();
+    const extra = handle.server ? { key: handle.server._connectionKey } : {};
+    return { type: 'net.Socket', fd: handle._handle.fd, extra };
+  }
+  if (handle instanceof net.Server) {
+    if (!handle._handle) throw errors.ERR_INVALID_HANDLE_TYPE();
+    return { type: 'net.Server', fd: handle._handle.fd, extra: {} };
+  }
+  if (handle instanceof dgram.Socket) {
+    const state = handle[kDgramState(handle)];
+    if (!state || !state.handle) throw errors.ERR_INVALID_HANDLE_TYPE();
+    return { type: 'dgram.Socket', fd: state.handle.fd, extra: { dgramType: handle.type } };
+  }
+  throw errors.ERR_INVALID_HANDLE_TYPE();
+}
+
+// Builds the JS object for a descriptor a worker sent, as child_process's
+// handleConversion[type].got does, and passes it to `emit`.
+function wrapHandle(type, dgramType, fd, emit) {
+  if (type === 'net.Socket') {
+    emit(new net.Socket({ fd, readable: true, writable: true }));
+  } else if (type === 'net.Server') {
+    const server = net.createServer();
+    server.listen({ fd }, () => emit(server));
+  } else if (type === 'dgram.Socket') {
+    const socket = dgram.createSocket(dgramType || 'udp4');
+    socket.bind({ fd }, () => emit(socket));
+  } else {
+    require('node:fs').closeSync(fd);
+    emit(undefined);
+  }
+}
+
+module.exports = { WorkerProcess, convertToValidSignal, wrapHandle };

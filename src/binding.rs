@@ -47,8 +47,13 @@ pub struct JsEvent {
   pub code: Option<i32>,
   pub signal: Option<String>,
   pub error: Option<NativeError>,
-  /// `messagesV8`: length-prefixed V8 payloads.
+  /// `messagesV8`: length-prefixed V8 payloads; `handleMessage`: the V8 envelope.
   pub bytes: Option<Buffer>,
+  /// `handleMessage`: the received descriptor, now owned by JS.
+  pub fd: Option<i32>,
+  /// `handleMessage`: child_process's handle type (`net.Socket`, `net.Server`, `dgram.Socket`).
+  pub handle_type: Option<String>,
+  pub dgram_type: Option<String>,
 }
 
 impl From<Event> for JsEvent {
@@ -61,6 +66,9 @@ impl From<Event> for JsEvent {
       signal: None,
       error: None,
       bytes: None,
+      fd: None,
+      handle_type: None,
+      dgram_type: None,
     };
     let (kind, id) = match ev {
       Event::Online { id } => ("online", id),
@@ -75,6 +83,21 @@ impl From<Event> for JsEvent {
       Event::Messages { id, array } => {
         js.data = Some(array);
         ("messages", id)
+      }
+      Event::HandleMessage {
+        id,
+        handle_type,
+        dgram_type,
+        json,
+        v8,
+        fd,
+      } => {
+        js.data = json;
+        js.bytes = v8.map(Buffer::from);
+        js.fd = Some(fd.0.into_raw_fd());
+        js.handle_type = Some(handle_type);
+        js.dgram_type = dgram_type;
+        ("handleMessage", id)
       }
       Event::MessagesV8 { id, bytes } => {
         js.bytes = Some(bytes.into());
@@ -389,4 +412,19 @@ pub fn inherit(heir: u32, from: u32) -> Result<()> {
 #[napi]
 pub fn send_bytes(id: u32, message: Buffer, now: bool) -> Result<bool> {
   Ok(engine()?.send(id, message.to_vec(), now).is_ok())
+}
+
+/// Sends a user message with a handle: `envelope` is the encoded
+/// `NODE_HANDLE` envelope, `fd` the handle's descriptor (the engine keeps its
+/// own duplicate until the worker acknowledges it). False if the worker is gone.
+#[napi]
+pub fn send_handle(id: u32, envelope: Buffer, fd: i32) -> Result<bool> {
+  use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+  // SAFETY: `fd` is a live descriptor of a JS handle, borrowed only for the dup.
+  let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+  let dup = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+    .map_err(|e| js_error(EngineError::sys(e, "dup", "handle")))?;
+  // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
+  let dup = unsafe { OwnedFd::from_raw_fd(dup) };
+  Ok(engine()?.send_handle(id, envelope.to_vec(), dup).is_ok())
 }

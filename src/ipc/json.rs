@@ -17,6 +17,9 @@ pub enum Frame {
   Internal(Value),
   /// A user message in `advanced` serialization: the V8 payload, for JS.
   UserBytes(Vec<u8>),
+  /// A `NODE_HANDLE` envelope in `advanced` serialization whose user message
+  /// only JS can decode: the whole V8 payload.
+  HandleBytes(Vec<u8>),
   /// Bytes that are not a message (bad UTF-8, or a message over [`MAX_MESSAGE`]).
   Bad(String),
 }

@@ -50,8 +50,35 @@ impl Decoder {
 pub fn classify(payload: &[u8]) -> Frame {
   match decode(payload) {
     Some(value) if is_internal(&value) => Frame::Internal(value),
-    _ => Frame::UserBytes(payload.to_vec()),
+    Some(_) => Frame::UserBytes(payload.to_vec()),
+    // Node writes `{ cmd: 'NODE_HANDLE', type, msg }` with `cmd` first; the
+    // user message inside may be anything v8 can carry.
+    None if first_cmd(payload).as_deref() == Some("NODE_HANDLE") => {
+      Frame::HandleBytes(payload.to_vec())
+    }
+    None => Frame::UserBytes(payload.to_vec()),
   }
+}
+
+/// The value of an object's first property when it is `cmd` and a string.
+fn first_cmd(payload: &[u8]) -> Option<String> {
+  let mut r = Reader { b: payload, at: 0 };
+  if r.byte()? != 0xFF {
+    return None;
+  }
+  r.varint()?;
+  if r.tag()? != b'o' {
+    return None;
+  }
+  let t = r.tag()?;
+  if !matches!(t, b'"' | b'c' | b'S') || r.string_body(t)? != "cmd" {
+    return None;
+  }
+  let t = r.tag()?;
+  if !matches!(t, b'"' | b'c' | b'S') {
+    return None;
+  }
+  r.string_body(t)
 }
 
 /// Decodes a payload made only of plain values; None for anything else.
@@ -316,6 +343,13 @@ mod tests {
     let mut payload = vec![0xFF, 15, b'D'];
     payload.extend_from_slice(&1.0f64.to_le_bytes());
     assert!(matches!(classify(&payload), Frame::UserBytes(_)));
+    // A handle envelope around a Date: only its `cmd` is read here.
+    let mut env = vec![0xFF, 15, b'o', b'"', 3, b'c', b'm', b'd', b'"', 11];
+    env.extend_from_slice(b"NODE_HANDLE");
+    env.extend_from_slice(&[b'"', 3, b'm', b's', b'g', b'D']);
+    env.extend_from_slice(&1.0f64.to_le_bytes());
+    env.extend_from_slice(&[b'{', 2]);
+    assert!(matches!(classify(&env), Frame::HandleBytes(_)));
     // A plain object without a NODE_ cmd is a user message too.
     let user = encode(&json!({"cmd": "hello"}));
     assert!(matches!(classify(&user[4..]), Frame::UserBytes(_)));

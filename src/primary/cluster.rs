@@ -2,6 +2,7 @@
 //! online, queryServer, listening, close, exitedAfterDisconnect, and the
 //! child_process NODE_HANDLE_ACK/NACK flow under them.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 use serde_json::{Map, Value};
@@ -20,7 +21,12 @@ use crate::sched::{SCHED_NONE, SCHED_REUSEPORT};
 const NET_NATIVE: &str = "net.Native";
 
 /// Handles everything one read produced; emits the resulting events as one batch.
-pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &mut Vec<OwnedFd>) {
+pub(crate) fn on_frames(
+  state: &Shared,
+  id: u32,
+  frames: &mut Vec<Frame>,
+  fds: &mut VecDeque<OwnedFd>,
+) {
   let mut events = Vec::new();
   let mut batch = Batch::default();
   let mut st = state.borrow_mut();
@@ -28,6 +34,12 @@ pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &
     match frame {
       Frame::User(json) => batch.push(id, json, &mut events),
       Frame::UserBytes(payload) => batch.push_bytes(&payload),
+      Frame::HandleBytes(payload) => {
+        batch.flush(id, &mut events);
+        let mut v8 = (payload.len() as u32).to_be_bytes().to_vec();
+        v8.extend_from_slice(&payload);
+        got_handle(&mut st, id, fds, None, Some(v8), None, &mut events);
+      }
       Frame::Internal(msg) => {
         batch.flush(id, &mut events);
         on_internal(&mut st, state, id, msg, fds, &mut events);
@@ -42,9 +54,49 @@ pub(crate) fn on_frames(state: &Shared, id: u32, frames: &mut Vec<Frame>, fds: &
     }
   }
   batch.flush(id, &mut events);
-  // Descriptors that came with no NODE_HANDLE message are closed here.
-  fds.clear();
   st.emit(events);
+}
+
+/// Answers a NODE_HANDLE: ACK, or NACK when its descriptor is missing (the
+/// worker then sends it again, as Node's sender does).
+fn ack_handle(st: &mut State, id: u32, ok: bool) {
+  if let Some(slot) = st.workers.get_mut(&id) {
+    let cmd = if ok {
+      "NODE_HANDLE_ACK"
+    } else {
+      "NODE_HANDLE_NACK"
+    };
+    let msg = slot.encode(&serde_json::json!({ "cmd": cmd }));
+    slot.send(msg.into(), None);
+  }
+}
+
+/// A user message with a handle: ACK it and give JS the descriptor to wrap.
+/// `envelope` is the parsed JSON envelope; with `advanced` the whole V8
+/// envelope goes to JS instead.
+fn got_handle(
+  st: &mut State,
+  id: u32,
+  fds: &mut VecDeque<OwnedFd>,
+  envelope: Option<&Value>,
+  v8: Option<Vec<u8>>,
+  json: Option<String>,
+  events: &mut Vec<Event>,
+) {
+  let Some(fd) = fds.pop_front() else {
+    ack_handle(st, id, false);
+    return;
+  };
+  ack_handle(st, id, true);
+  let field = |name: &str| envelope.and_then(|e| e[name].as_str()).map(str::to_string);
+  events.push(Event::HandleMessage {
+    id,
+    handle_type: field("type").unwrap_or_default(),
+    dgram_type: field("dgramType"),
+    json,
+    v8,
+    fd: super::PassedFd(fd),
+  });
 }
 
 /// Consecutive user messages from one read, joined into one JSON array.
@@ -101,7 +153,7 @@ fn on_internal(
   state: &Shared,
   id: u32,
   msg: Value,
-  fds: &mut Vec<OwnedFd>,
+  fds: &mut VecDeque<OwnedFd>,
   events: &mut Vec<Event>,
 ) {
   match msg["cmd"].as_str().unwrap_or_default() {
@@ -119,22 +171,22 @@ fn on_internal(
       }
     }
     "NODE_HANDLE" => {
-      // A worker sent a handle with a message. Acknowledge it so the worker's
-      // queue moves on; the inner message is delivered, the descriptor closed
-      // (receiving handles in the primary is not supported yet).
-      if let Some(slot) = st.workers.get_mut(&id) {
-        let ack = slot.encode(&serde_json::json!({"cmd": "NODE_HANDLE_ACK"}));
-        slot.send(ack.into(), None);
-      }
-      fds.clear();
       let inner = msg.get("msg").cloned().unwrap_or(Value::Null);
       if is_internal(&inner) {
+        // Cluster internals never send the primary handles; ack and go on.
+        fds.pop_front();
+        ack_handle(st, id, true);
         on_internal(st, state, id, inner, fds, events);
       } else {
-        events.push(Event::Message {
+        got_handle(
+          st,
           id,
-          json: inner.to_string(),
-        });
+          fds,
+          Some(&msg),
+          None,
+          Some(inner.to_string()),
+          events,
+        );
       }
     }
     "NODE_CLUSTER" => on_cluster(st, state, id, msg, events),

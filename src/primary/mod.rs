@@ -18,8 +18,19 @@ use crate::error::{Error, Result};
 use crate::ipc::lane::{Lane, Outgoing};
 pub use spawn::{SpawnSpec, StdioSpec};
 
+/// A descriptor handed to JS with an event. Equal when it is the same fd number.
+#[derive(Debug)]
+pub struct PassedFd(pub OwnedFd);
+
+impl PartialEq for PassedFd {
+  fn eq(&self, other: &Self) -> bool {
+    use std::os::fd::AsRawFd;
+    self.0.as_raw_fd() == other.0.as_raw_fd()
+  }
+}
+
 /// What the primary tells JS, in the order it happened.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum Event {
   /// The worker announced `online`.
   Online { id: u32 },
@@ -35,6 +46,17 @@ pub enum Event {
   MessagesV8 { id: u32, bytes: Vec<u8> },
   /// The worker is leaving on purpose (it sent `exitedAfterDisconnect`).
   ExitedAfterDisconnect { id: u32 },
+  /// A user message that came with a handle (`process.send(msg, handle)`).
+  /// `json` (json serialization) or `v8` (the whole length-prefixed
+  /// envelope, advanced) carries the message; the fd is JS's to wrap.
+  HandleMessage {
+    id: u32,
+    handle_type: String,
+    dgram_type: Option<String>,
+    json: Option<String>,
+    v8: Option<Vec<u8>>,
+    fd: PassedFd,
+  },
   /// The channel closed.
   Disconnect { id: u32 },
   /// The process ended: an exit code or a signal name.
@@ -93,6 +115,12 @@ pub(crate) enum Command {
   },
   /// Per-worker dispatch counters.
   Stats(std_mpsc::SyncSender<Vec<WorkerStats>>),
+  /// A user message with a handle: already-encoded envelope and the fd.
+  SendHandle {
+    id: u32,
+    bytes: Vec<u8>,
+    fd: OwnedFd,
+  },
   /// `worker.process.disconnect()`: close our end of the channel.
   CloseChannel {
     id: u32,
@@ -181,6 +209,13 @@ impl Engine {
   /// takes over `from`'s SO_REUSEPORT sockets and their queues.
   pub fn inherit(&self, heir: u32, from: u32) -> Result<()> {
     self.command(Command::Inherit { heir, from })
+  }
+
+  /// Sends a user message with a handle (a `NODE_HANDLE` envelope already
+  /// encoded for the channel); the fd goes out attached and stays open until
+  /// the worker acknowledges it.
+  pub fn send_handle(&self, id: u32, bytes: Vec<u8>, fd: OwnedFd) -> Result<()> {
+    self.command(Command::SendHandle { id, bytes, fd })
   }
 
   /// Per-worker counters, from the engine thread.

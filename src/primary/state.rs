@@ -200,6 +200,11 @@ pub(crate) async fn run(
         let _ = reply.send(worker::start(&state, &spec));
       }
       Command::Disconnect { id } => cluster::disconnect(&state, id),
+      Command::SendHandle { id, bytes, fd } => {
+        if let Some(slot) = state.borrow_mut().workers.get_mut(&id) {
+          slot.send(bytes.into(), Some(Arc::new(fd)));
+        }
+      }
       Command::Inherit { heir, from } => {
         state.borrow_mut().heirs.insert(heir, from);
       }

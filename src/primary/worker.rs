@@ -1,6 +1,7 @@
 //! One worker's life in the engine: spawn it, then a reader, a writer and a
 //! reaper task until its channel is closed and its process is reaped.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,9 @@ use crate::supervise::watchdog::Beat;
 /// How long the exit of a dead worker waits for its channel to drain, so that
 /// messages it sent just before dying are delivered before `exit`.
 const DRAIN_BEFORE_EXIT: Duration = Duration::from_secs(1);
+
+/// Descriptors a worker may have in flight to the primary at once.
+const MAX_PENDING_FDS: usize = 64;
 
 pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   let child = spawn(spec)?;
@@ -80,12 +84,21 @@ impl StreamDecoder {
 
 async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: StreamDecoder) {
   let mut buf = vec![0u8; 64 * 1024];
-  let mut fds: Vec<OwnedFd> = Vec::new();
+  // Descriptors wait here for the NODE_HANDLE message they came with, which
+  // may complete in a later read when it is large (Node's primary loses
+  // them then: nodejs/node#13778).
+  let mut fds: VecDeque<OwnedFd> = VecDeque::new();
+  let mut got: Vec<OwnedFd> = Vec::new();
   let mut frames = Vec::new();
   loop {
-    match channel.read(&mut buf, &mut fds).await {
+    match channel.read(&mut buf, &mut got).await {
       Ok(0) => break,
       Ok(n) => {
+        fds.extend(got.drain(..));
+        // A worker cannot make the primary hoard descriptors.
+        while fds.len() > MAX_PENDING_FDS {
+          fds.pop_front();
+        }
         decoder.push(&buf[..n], &mut frames);
         cluster::on_frames(&state, id, &mut frames, &mut fds);
       }
