@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 
 use nix::sys::socket::{
   bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
@@ -163,11 +164,23 @@ fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
     }),
     Target::Unix(path) => {
       let fd = new_socket(AddressFamily::Unix)?;
-      let addr = UnixAddr::new(path.as_str()).map_err(|e| Error::sys(e, "bind", path.clone()))?;
+      // As Node's primary: bind the shorter of the path and its form relative
+      // to our cwd, so a long absolute path still fits sun_path (108 bytes).
+      let cwd = std::env::current_dir().ok();
+      let short = cwd
+        .as_deref()
+        .map(|cwd| shortest_path(cwd, path))
+        .unwrap_or_else(|| path.clone());
+      let addr = UnixAddr::new(short.as_str()).map_err(|e| Error::sys(e, "bind", path.clone()))?;
       bind(fd.as_raw_fd(), &addr).map_err(|e| Error::sys(e, "bind", path.clone()))?;
+      // Removed by absolute path, whatever our cwd is by then.
+      let absolute = match &cwd {
+        Some(cwd) => cwd.join(&short).to_string_lossy().into_owned(),
+        None => short,
+      };
       Ok(Bound {
         fd,
-        path: Some(BoundPath(path.clone())),
+        path: Some(BoundPath(absolute)),
       })
     }
     Target::Tcp {
@@ -190,6 +203,45 @@ fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
       path: None,
     }),
   }
+}
+
+/// Node's `path.relative(process.cwd(), address)`, kept only when shorter.
+fn shortest_path(cwd: &Path, address: &str) -> String {
+  let target = normalize(&cwd.join(address));
+  let base = normalize(cwd);
+  let common = base
+    .components()
+    .zip(target.components())
+    .take_while(|(a, b)| a == b)
+    .count();
+  let mut rel = PathBuf::new();
+  for _ in base.components().skip(common) {
+    rel.push("..");
+  }
+  for c in target.components().skip(common) {
+    rel.push(c);
+  }
+  let rel = rel.to_string_lossy().into_owned();
+  if address.len() < rel.len() || rel.is_empty() {
+    address.to_string()
+  } else {
+    rel
+  }
+}
+
+/// Resolves `.` and `..` without touching the file system, as path.resolve does.
+fn normalize(p: &Path) -> PathBuf {
+  let mut out = PathBuf::new();
+  for c in p.components() {
+    match c {
+      Component::CurDir => {}
+      Component::ParentDir => {
+        out.pop();
+      }
+      other => out.push(other),
+    }
+  }
+  out
 }
 
 fn new_socket(family: AddressFamily) -> Result<OwnedFd> {
@@ -317,6 +369,18 @@ mod tests {
     drop(bound);
     assert!(!std::path::Path::new(&path).exists());
     std::fs::remove_dir(&dir).unwrap();
+  }
+
+  #[test]
+  fn unix_paths_bind_by_the_shorter_form() {
+    let cwd = Path::new("/tmp/a/very/deep/dir");
+    assert_eq!(shortest_path(cwd, "/tmp/a/very/deep/dir/s.sock"), "s.sock");
+    assert_eq!(
+      shortest_path(cwd, "/tmp/a/other/s.sock"),
+      "../../other/s.sock"
+    );
+    assert_eq!(shortest_path(cwd, "/s"), "/s");
+    assert_eq!(shortest_path(cwd, "./x/../s.sock"), "s.sock");
   }
 
   #[test]
