@@ -375,9 +375,14 @@ mod tests {
   fn unix_paths_bind_by_the_shorter_form() {
     let cwd = Path::new("/tmp/a/very/deep/dir");
     assert_eq!(shortest_path(cwd, "/tmp/a/very/deep/dir/s.sock"), "s.sock");
+    // Three levels up is longer than the absolute path: keep the absolute one.
     assert_eq!(
       shortest_path(cwd, "/tmp/a/other/s.sock"),
-      "../../other/s.sock"
+      "/tmp/a/other/s.sock"
+    );
+    assert_eq!(
+      shortest_path(cwd, "/tmp/a/very/deep/other/socket.sock"),
+      "../other/socket.sock"
     );
     assert_eq!(shortest_path(cwd, "/s"), "/s");
     assert_eq!(shortest_path(cwd, "./x/../s.sock"), "s.sock");
