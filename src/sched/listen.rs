@@ -245,58 +245,65 @@ fn normalize(p: &Path) -> PathBuf {
 }
 
 fn new_socket(family: AddressFamily) -> Result<OwnedFd> {
+  new_socket_of(family, SockType::Stream)
+}
+
+fn new_socket_of(family: AddressFamily, kind: SockType) -> Result<OwnedFd> {
   // Non-blocking, as libuv creates them: a shared socket's file description
   // (and its O_NONBLOCK) is the same in every worker, and a worker that loses
   // an accept race on a blocking socket hangs in accept(2).
   let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
-  socket(family, SockType::Stream, flags, None).map_err(|e| Error::sys(e, "socket", ""))
+  socket(family, kind, flags, None).map_err(|e| Error::sys(e, "socket", ""))
 }
 
 fn bind_tcp(addr: SocketAddr, ipv6_only: bool, reuse_port: bool) -> Result<OwnedFd> {
-  let context = addr.to_string();
-  let fd = new_socket(match addr {
-    SocketAddr::V4(_) => AddressFamily::Inet,
-    SocketAddr::V6(_) => AddressFamily::Inet6,
-  })?;
   // As libuv's uv_tcp_bind: reuse the address so a restarted primary can bind
   // while old connections sit in TIME_WAIT.
-  setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
-  if reuse_port {
-    setsockopt(&fd, sockopt::ReusePort, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
-  }
-  let res = match addr {
-    SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
-    SocketAddr::V6(a) => {
-      setsockopt(&fd, sockopt::Ipv6V6Only, &ipv6_only)
-        .map_err(|e| Error::sys(e, "setsockopt", ""))?;
-      bind(fd.as_raw_fd(), &SockaddrIn6::from(a))
-    }
+  let opts = InetOpts {
+    reuse_addr: true,
+    reuse_port,
+    ipv6_only,
   };
-  res.map_err(|e| Error::sys(e, "bind", context))?;
-  Ok(fd)
+  bind_inet(addr, SockType::Stream, opts)
 }
 
 fn bind_udp(addr: SocketAddr, reuse_addr: bool, ipv6_only: bool) -> Result<OwnedFd> {
-  let context = addr.to_string();
+  let opts = InetOpts {
+    reuse_addr,
+    reuse_port: false,
+    ipv6_only,
+  };
+  bind_inet(addr, SockType::Datagram, opts)
+}
+
+struct InetOpts {
+  reuse_addr: bool,
+  reuse_port: bool,
+  ipv6_only: bool,
+}
+
+/// An IPv4/IPv6 socket of `kind`, options set, bound to `addr`.
+fn bind_inet(addr: SocketAddr, kind: SockType, opts: InetOpts) -> Result<OwnedFd> {
   let family = match addr {
     SocketAddr::V4(_) => AddressFamily::Inet,
     SocketAddr::V6(_) => AddressFamily::Inet6,
   };
-  let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
-  let fd =
-    socket(family, SockType::Datagram, flags, None).map_err(|e| Error::sys(e, "socket", ""))?;
-  if reuse_addr {
-    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| Error::sys(e, "setsockopt", ""))?;
+  let fd = new_socket_of(family, kind)?;
+  let sockopt_err = |e| Error::sys(e, "setsockopt", "");
+  if opts.reuse_addr {
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(sockopt_err)?;
+  }
+  if opts.reuse_port {
+    setsockopt(&fd, sockopt::ReusePort, &true).map_err(sockopt_err)?;
   }
   let res = match addr {
     SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
     SocketAddr::V6(a) => {
-      setsockopt(&fd, sockopt::Ipv6V6Only, &ipv6_only)
-        .map_err(|e| Error::sys(e, "setsockopt", ""))?;
+      setsockopt(&fd, sockopt::Ipv6V6Only, &opts.ipv6_only).map_err(sockopt_err)?;
       bind(fd.as_raw_fd(), &SockaddrIn6::from(a))
     }
   };
-  res.map_err(|e| Error::sys(e, "bind", context))?;
+  res.map_err(|e| Error::sys(e, "bind", addr.to_string()))?;
   Ok(fd)
 }
 
