@@ -13,6 +13,8 @@ use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
 
 type EventFn = ThreadsafeFunction<Vec<JsEvent>, (), Vec<JsEvent>, Status, false, true>;
 
+use crate::primary::pressure::Pressure;
+
 static ENGINE: OnceLock<Engine> = OnceLock::new();
 static EVENTS: OnceLock<Arc<EventFn>> = OnceLock::new();
 
@@ -126,14 +128,21 @@ impl From<Event> for JsEvent {
   }
 }
 
-struct JsSink(Arc<EventFn>);
+struct JsSink(Arc<EventFn>, Arc<Pressure>);
 
 impl Sink for JsSink {
   fn emit(&self, events: Vec<Event>) {
     let batch: Vec<JsEvent> = events.into_iter().map(JsEvent::from).collect();
+    self.1.sent();
     // NonBlocking on an unbounded queue only fails while Node shuts down,
     // when nobody is left to tell.
-    self.0.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+    if self.0.call(batch, ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
+      self.1.delivered();
+    }
+  }
+
+  fn pressure(&self) -> Option<Arc<Pressure>> {
+    Some(self.1.clone())
   }
 }
 
@@ -144,13 +153,20 @@ pub fn start(on_events: Function<Vec<JsEvent>, ()>, policy: u32) -> Result<()> {
   if ENGINE.get().is_some() {
     return Ok(());
   }
+  let pressure = Arc::new(Pressure::default());
+  let delivered = pressure.clone();
   let tsfn: EventFn = on_events
-    .build_threadsafe_function()
+    .build_threadsafe_function::<Vec<JsEvent>>()
     .callee_handled::<false>()
     .weak::<true>()
-    .build()?;
+    .build_callback(move |ctx| {
+      // On the JS thread, as the batch is handed to index.js.
+      delivered.delivered();
+      Ok(ctx.value)
+    })?;
   let tsfn = Arc::new(tsfn);
-  let engine = Engine::start(Arc::new(JsSink(tsfn.clone())), policy).map_err(js_error)?;
+  let sink = JsSink(tsfn.clone(), pressure);
+  let engine = Engine::start(Arc::new(sink), policy).map_err(js_error)?;
   let _ = EVENTS.set(tsfn);
   let _ = ENGINE.set(engine);
   Ok(())

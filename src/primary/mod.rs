@@ -4,6 +4,7 @@
 
 mod cluster;
 mod dispatch;
+pub mod pressure;
 pub mod spawn;
 mod state;
 mod worker;
@@ -76,6 +77,11 @@ pub enum Event {
 /// Where events go; the binding delivers them to JS.
 pub trait Sink: Send + Sync + 'static {
   fn emit(&self, events: Vec<Event>);
+
+  /// How far behind the consumer is, if it says; readers pause past the mark.
+  fn pressure(&self) -> Option<Arc<pressure::Pressure>> {
+    None
+  }
 }
 
 /// What the engine counts for one worker.

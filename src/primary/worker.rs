@@ -90,7 +90,11 @@ async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: S
   let mut fds: VecDeque<OwnedFd> = VecDeque::new();
   let mut got: Vec<OwnedFd> = Vec::new();
   let mut frames = Vec::new();
+  let pressure = state.borrow().sink.pressure();
   loop {
+    if let Some(p) = &pressure {
+      p.admit().await;
+    }
     match channel.read(&mut buf, &mut got).await {
       Ok(0) => break,
       Ok(n) => {
