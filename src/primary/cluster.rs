@@ -337,13 +337,14 @@ fn create_handle(
     return Ok(());
   }
   let bound = listen::bind_target(&target)?;
+  let inherited = matches!(target, Target::Fd(_));
   // As Node: UDP is always shared (there is nothing to hand out but datagrams).
   let handle = if let Target::Udp { .. } = target {
     Handle::Shared(SharedHandle::new(bound, "dgram.Native"), data)
   // Unix sockets have no SO_REUSEPORT: under that policy they are round-robin.
   } else if st.policy != SCHED_NONE {
     Handle::RoundRobin(
-      dispatch::RrHandle::new(state, key, bound, backlog(msg))?,
+      dispatch::RrHandle::new(state, key, bound, backlog(msg), inherited)?,
       data,
     )
   } else {

@@ -34,10 +34,19 @@ pub(crate) struct RrHandle {
   room: Rc<Notify>,
   task: JoinHandle<()>,
   _path: Option<BoundPath>,
+  inherited: bool,
 }
 
 impl RrHandle {
-  pub fn new(state: &Shared, key: &str, bound: Bound, backlog: i32) -> Result<RrHandle> {
+  /// `inherited`: the socket is the primary's own (`listen({ fd })`), so it
+  /// is closed, not shut down, when the last worker lets go.
+  pub fn new(
+    state: &Shared,
+    key: &str,
+    bound: Bound,
+    backlog: i32,
+    inherited: bool,
+  ) -> Result<RrHandle> {
     let Bound { fd, path } = bound;
     listen::start_listening(&fd, backlog)?;
     let sockname = listen::sockname(&fd);
@@ -60,6 +69,7 @@ impl RrHandle {
       room,
       task,
       _path: path,
+      inherited,
     })
   }
 }
@@ -69,8 +79,11 @@ impl Drop for RrHandle {
     self.task.abort();
     // The aborted task drops its copy of the listener only later; shut the
     // socket down now so the port is free for a new listen at once and
-    // queued clients are reset instead of waiting.
-    let _ = shutdown(self.listener.get_ref().as_raw_fd(), Shutdown::Both);
+    // queued clients are reset instead of waiting. Not a socket the primary
+    // was given: shutdown would reach every other copy of it.
+    if !self.inherited {
+      let _ = shutdown(self.listener.get_ref().as_raw_fd(), Shutdown::Both);
+    }
   }
 }
 

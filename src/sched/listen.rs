@@ -30,6 +30,9 @@ pub enum Target {
   },
   /// A unix socket path.
   Unix(String),
+  /// `listen({ fd })`: a socket the *primary* has open as that fd number,
+  /// as in Node (systemd socket activation, for one).
+  Fd(i32),
   /// UDP (`addressType` 'udp4'/'udp6'), always shared, as in Node.
   Udp {
     address: IpAddr,
@@ -63,6 +66,10 @@ impl Target {
     let address = msg.get("address").and_then(Value::as_str);
     let address_type = &msg["addressType"];
     let einval = |what: &str| Error::sys(nix::errno::Errno::EINVAL, "listen", what.to_string());
+    if let Some(fd) = msg["fd"].as_i64().filter(|&fd| fd >= 0) {
+      let fd = i32::try_from(fd).map_err(|_| einval(&format!("fd {fd}")))?;
+      return Ok(Target::Fd(fd));
+    }
     if let Some(kind @ ("udp4" | "udp6")) = address_type.as_str() {
       let v6 = kind == "udp6";
       let any: IpAddr = if v6 {
@@ -153,6 +160,10 @@ pub fn reuse_port_supported() -> bool {
 
 fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
   match target {
+    Target::Fd(fd) => Ok(Bound {
+      fd: dup_stream_socket(*fd)?,
+      path: None,
+    }),
     Target::Udp {
       address,
       port,
@@ -203,6 +214,25 @@ fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
       path: None,
     }),
   }
+}
+
+/// A duplicate of the primary's own fd `fd`, checked to be a stream socket
+/// first (as listenfd checks inherited fds): a bad number is EINVAL, never a
+/// stray descriptor.
+fn dup_stream_socket(fd: i32) -> Result<OwnedFd> {
+  use std::os::fd::{BorrowedFd, FromRawFd};
+  let einval = || Error::sys(nix::errno::Errno::EINVAL, "listen", format!("fd {fd}"));
+  // SAFETY: borrowed only for these calls; on a closed number they fail with
+  // EBADF instead of touching anything.
+  let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+  let kind = nix::sys::socket::getsockopt(&borrowed, sockopt::SockType).map_err(|_| einval())?;
+  if kind != SockType::Stream {
+    return Err(einval());
+  }
+  let dup = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+    .map_err(|e| Error::sys(e, "dup", format!("fd {fd}")))?;
+  // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
+  Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 /// Node's `path.relative(process.cwd(), address)`, kept only when shorter.
@@ -393,6 +423,24 @@ mod tests {
     );
     assert_eq!(shortest_path(cwd, "/s"), "/s");
     assert_eq!(shortest_path(cwd, "./x/../s.sock"), "s.sock");
+  }
+
+  #[test]
+  fn listen_fd_takes_a_dup_of_a_stream_socket_and_refuses_anything_else() {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let t = Target::from_query(
+      &json!({"address": null, "port": -1, "addressType": -1, "fd": l.as_raw_fd()}),
+    )
+    .unwrap();
+    let bound = bind_target(&t).unwrap();
+    assert_ne!(bound.fd.as_raw_fd(), l.as_raw_fd());
+    assert_eq!(sockname(&bound.fd), sockname(&l));
+    let file = std::fs::File::open("/dev/null").unwrap();
+    for fd in [file.as_raw_fd(), 100_000] {
+      let t = Target::Fd(fd);
+      assert_eq!(bind_target(&t).unwrap_err().code(), "EINVAL");
+    }
   }
 
   #[test]
