@@ -27,6 +27,7 @@ describe.each(['rr', 'none'])('policy %s', (policy) => {
       expect(ours.code).toBe(0);
       expect(ours.events).toContainEqual({ listenAgainAfterClose: { ok: true } });
       expect(ours.events.find((e) => e.longUnixPath)).toMatchObject({ longUnixPath: { ok: true }, len: true });
+      expect(ours.events).toContainEqual({ relativeUnixPath: { ok: true }, exists: true });
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
