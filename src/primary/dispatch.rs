@@ -151,24 +151,22 @@ pub(crate) fn pump(st: &mut State, key: &str) {
       continue;
     };
     let seq = slot.next_seq();
-    if slot.advanced {
-      let msg = serde_json::json!({
+    let bytes = if slot.advanced {
+      slot.encode(&serde_json::json!({
         "cmd": "NODE_HANDLE", "type": "net.Native",
         "msg": {"cmd": "NODE_CLUSTER", "act": "newconn", "key": key, "seq": seq}
-      });
-      let bytes = slot.encode(&msg);
-      slot.newconns.insert(seq, (key.to_string(), conn.clone()));
-      slot.dispatched += 1;
-      slot.send(bytes.into(), Some(conn));
-      continue;
-    }
-    let bytes = format!(
-      "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":{},\"seq\":{seq}}}}}\n",
-      h.key_json
-    );
+      }))
+    } else {
+      // The hot path: the JSON envelope written directly, key pre-escaped.
+      format!(
+        "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":{},\"seq\":{seq}}}}}\n",
+        h.key_json
+      )
+      .into_bytes()
+    };
     slot.newconns.insert(seq, (key.to_string(), conn.clone()));
     slot.dispatched += 1;
-    slot.send(bytes.into_bytes().into(), Some(conn));
+    slot.send(bytes.into(), Some(conn));
   }
 }
 
