@@ -8,3 +8,4 @@ pub mod ipc;
 pub mod primary;
 pub mod sched;
 pub mod supervise;
+mod sync;

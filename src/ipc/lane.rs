@@ -56,7 +56,7 @@ impl Lane {
   fn lock(&self) -> MutexGuard<'_, Inner> {
     // A panic while holding this lock cannot leave the queue half-updated in
     // a way that matters more than losing the channel; keep going.
-    self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&self.inner)
   }
 
   /// Sends a message from any thread. `now`: write it from this thread if

@@ -404,10 +404,7 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   };
   slot.connected = false;
   slot.lane.close();
-  st.lanes
-    .lock()
-    .unwrap_or_else(|p| p.into_inner())
-    .remove(&id);
+  crate::sync::lock(&st.lanes).remove(&id);
   let Some(slot) = st.workers.get_mut(&id) else {
     return;
   };
@@ -430,10 +427,7 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
 
 pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option<String>) {
   let mut st = state.borrow_mut();
-  st.pidfds
-    .lock()
-    .unwrap_or_else(|p| p.into_inner())
-    .remove(&id);
+  crate::sync::lock(&st.pidfds).remove(&id);
   if let Some(slot) = st.workers.get_mut(&id) {
     slot.exited = true;
     if !slot.connected {

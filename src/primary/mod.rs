@@ -189,7 +189,7 @@ impl Engine {
   /// when `now`, else queued for the engine's gathered writes.
   pub fn send(&self, id: u32, bytes: Vec<u8>, now: bool) -> Result<()> {
     let lane = {
-      let map = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+      let map = crate::sync::lock(&self.lanes);
       map.get(&id).cloned()
     };
     let lane = lane.ok_or(Error::ChannelClosed)?;
@@ -242,7 +242,7 @@ impl Engine {
   /// Signals a worker. `Ok(false)` when it is already gone (Node's ESRCH case).
   pub fn kill(&self, id: u32, sig: i32) -> Result<bool> {
     let pidfd = {
-      let map = self.pidfds.lock().unwrap_or_else(|p| p.into_inner());
+      let map = crate::sync::lock(&self.pidfds);
       map.get(&id).cloned()
     };
     let Some(pidfd) = pidfd else {

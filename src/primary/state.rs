@@ -279,12 +279,7 @@ async fn watch(state: Shared) {
       }
     }
     for (id, sig) in signals {
-      let pidfd = st
-        .pidfds
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .cloned();
+      let pidfd = crate::sync::lock(&st.pidfds).get(&id).cloned();
       if let Some(pidfd) = pidfd {
         // ESRCH: it died meanwhile, which is what we wanted.
         let _ = super::spawn::pidfd_kill(&pidfd, sig);

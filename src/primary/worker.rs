@@ -44,14 +44,8 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
       slot.beat = Some(Beat::new(st.now_ms()));
     }
     st.workers.insert(id, slot);
-    st.lanes
-      .lock()
-      .unwrap_or_else(|p| p.into_inner())
-      .insert(id, lane.clone());
-    st.pidfds
-      .lock()
-      .unwrap_or_else(|p| p.into_inner())
-      .insert(id, pidfd.clone());
+    crate::sync::lock(&st.lanes).insert(id, lane.clone());
+    crate::sync::lock(&st.pidfds).insert(id, pidfd.clone());
   }
   let decoder = if spec.serialization == "advanced" {
     StreamDecoder::V8(Default::default())
