@@ -106,6 +106,8 @@ const ERR_IPC_DISCONNECTED = () =>
   makeError(Error, 'ERR_IPC_DISCONNECTED', 'IPC channel is already disconnected');
 const ERR_CHILD_PROCESS_IPC_REQUIRED = (name) => makeError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED',
   `Forked processes must have an IPC channel, missing value 'ipc' in ${name}`);
+const ERR_CHILD_CLOSED_BEFORE_REPLY = () =>
+  makeError(Error, 'ERR_CHILD_CLOSED_BEFORE_REPLY', 'Child closed before reply received');
 const ERR_INVALID_HANDLE_TYPE = () =>
   makeError(TypeError, 'ERR_INVALID_HANDLE_TYPE', 'This handle type cannot be sent');
 
@@ -141,6 +143,7 @@ module.exports = {
   ERR_IPC_CHANNEL_CLOSED,
   ERR_IPC_DISCONNECTED,
   ERR_CHILD_PROCESS_IPC_REQUIRED,
+  ERR_CHILD_CLOSED_BEFORE_REPLY,
   ERR_INVALID_HANDLE_TYPE,
   systemError,
   validateInt32,

@@ -377,21 +377,15 @@ function onEvents(batch) {
         break;
       }
       case 'handleMessage': {
-        let message;
-        let { handleType, dgramType } = ev;
+        let envelope;
         try {
-          if (ev.bytes) {
-            const [envelope] = deserializeAll(ev.bytes);
-            ({ msg: message, type: handleType, dgramType } = envelope);
-          } else {
-            message = JSON.parse(ev.data);
-          }
+          [envelope] = ev.bytes ? deserializeAll(ev.bytes) : [JSON.parse(ev.data)];
         } catch (err) {
           require('node:fs').closeSync(ev.fd);
           reportWorkerError(worker, err);
           break;
         }
-        wrapHandle(handleType, dgramType, ev.fd, (handle) => proc.emit('message', message, handle));
+        wrapHandle(proc, envelope, ev.fd, (handle) => proc.emit('message', envelope.msg, handle));
         break;
       }
       case 'exitedAfterDisconnect':
@@ -406,9 +400,12 @@ function onEvents(batch) {
       case 'error':
         reportWorkerError(worker, errors.systemError(ev.error));
         break;
-      case 'rcluster':
-        supervisor.onMessage(worker, JSON.parse(ev.data));
+      case 'internal': {
+        const message = JSON.parse(ev.data);
+        if (message.cmd === 'NODE_RCLUSTER') supervisor.onMessage(worker, message);
+        else proc._onInternal(message);
         break;
+      }
       case 'unresponsive':
         supervisor.onUnresponsive(worker);
         break;

@@ -41,6 +41,8 @@ class WorkerProcess extends EventEmitter {
     this._openStdio = 0;
     this._exited = false;
     this._closed = false;
+    this._socketsSent = new Map();
+    this._socketsGot = new Map();
   }
 
   // Called once the engine has started the process.
@@ -102,20 +104,34 @@ class WorkerProcess extends EventEmitter {
     if (type !== 'string' && type !== 'object' && type !== 'number' && type !== 'boolean') {
       throw errors.ERR_INVALID_ARG_TYPE('message', ['string', 'object', 'number', 'boolean'], message);
     }
-    if (handle) return this._sendHandle(message, handle, options, callback);
-    // Serialize here so a message that cannot be serialized throws in the
-    // caller, as in Node (circular JSON; functions and symbols for V8).
-    // The first message of a tick is written at once (ping-pong latency);
-    // the rest of a burst goes to the engine, which writes it in gathered
-    // writes off this thread.
-    const now = !this._sentThisTick;
-    if (now) {
-      this._sentThisTick = true;
-      process.nextTick(() => { this._sentThisTick = false; });
+    // As child_process: a socket already sent away (no handle left) goes as
+    // the bare message.
+    if (handle && !(handle instanceof net.Socket && !handle._handle)) {
+      return this._sendHandle(message, handle, options, callback);
     }
-    const sent = this._advanced ?
+    return this._afterSend(this._write(message), callback);
+  }
+
+  // Serialize here so a message that cannot be serialized throws in the
+  // caller, as in Node (circular JSON; functions and symbols for V8).
+  // The first message of a tick is written at once (ping-pong latency);
+  // the rest of a burst goes to the engine, which writes it in gathered
+  // writes off this thread. Handle messages share the same lane, in order.
+  _write(message) {
+    const now = this._now();
+    return this._advanced ?
       this._native.sendBytes(this._id, serialize(message), now) :
       this._native.send(this._id, JSON.stringify(message), now);
+  }
+
+  _now() {
+    if (this._sentThisTick) return false;
+    this._sentThisTick = true;
+    process.nextTick(() => { this._sentThisTick = false; });
+    return true;
+  }
+
+  _afterSend(sent, callback) {
     if (!sent) {
       // The worker closed the channel a moment ago; 'disconnect' is on its way.
       const ex = errors.ERR_IPC_CHANNEL_CLOSED();
@@ -134,12 +150,25 @@ class WorkerProcess extends EventEmitter {
     const { type, fd, extra } = describeHandle(handle);
     const envelope = { cmd: 'NODE_HANDLE', type, msg: message, ...extra };
     const bytes = this._advanced ? serialize(envelope) : Buffer.from(`${JSON.stringify(envelope)}\n`);
-    if (!this._native.sendHandle(this._id, bytes, fd)) {
+    if (!this._native.sendHandle(this._id, bytes, fd, this._now())) {
       const ex = errors.ERR_IPC_CHANNEL_CLOSED();
       if (typeof callback === 'function') process.nextTick(callback, ex);
       return false;
     }
-    if (type === 'net.Socket' && !(options && options.keepOpen)) {
+    const keepOpen = Boolean(options && options.keepOpen);
+    if (type === 'net.Socket' && handle.server) {
+      // As child_process: the server now asks this worker about the sockets
+      // it sent here before it reports 'close' or a connection count.
+      const { key } = extra;
+      let list = this._socketsSent.get(key);
+      if (!list) {
+        list = new SocketListSend(this, key);
+        this._socketsSent.set(key, list);
+        handle.server._setupWorker(list);
+      }
+      if (!keepOpen) handle.server._connections--;
+    }
+    if (type === 'net.Socket' && !keepOpen) {
       const raw = handle._handle;
       raw.onread = () => {};
       handle._handle = null;
@@ -148,6 +177,26 @@ class WorkerProcess extends EventEmitter {
     }
     if (typeof callback === 'function') process.nextTick(callback, null);
     return true;
+  }
+
+  // child_process's internal messages (cmd NODE_*), never a 'message'.
+  _sendInternal(message) {
+    return this.connected && this._write(message);
+  }
+
+  _onInternal(message) {
+    this.emit('internalMessage', message);
+  }
+
+  // A socket the worker sent from one of its servers: the worker's server
+  // asks how many of them are still open here (`key` is the server's).
+  _gotSocket(key, socket) {
+    let list = this._socketsGot.get(key);
+    if (!list) {
+      list = new SocketListReceive(this, key);
+      this._socketsGot.set(key, list);
+    }
+    list.add(socket);
   }
 
   disconnect() {
@@ -187,6 +236,76 @@ class WorkerProcess extends EventEmitter {
   }
 }
 
+// As child_process's SocketListSend: one per server whose sockets went to
+// this worker; the server polls it on close() and getConnections().
+class SocketListSend extends EventEmitter {
+  constructor(child, key) {
+    super();
+    this.key = key;
+    this.child = child;
+    child.once('exit', () => this.emit('exit', this));
+  }
+
+  _request(msg, cmd, callback) {
+    const { child } = this;
+    const onclose = () => {
+      child.removeListener('internalMessage', onreply);
+      callback(errors.ERR_CHILD_CLOSED_BEFORE_REPLY());
+    };
+    const onreply = (reply) => {
+      if (reply.cmd !== cmd || reply.key !== this.key) return;
+      child.removeListener('disconnect', onclose);
+      child.removeListener('internalMessage', onreply);
+      callback(null, reply);
+    };
+    if (!child.connected) return onclose();
+    child._sendInternal(msg);
+    child.once('disconnect', onclose);
+    child.on('internalMessage', onreply);
+  }
+
+  close(callback) {
+    this._request({ cmd: 'NODE_SOCKET_NOTIFY_CLOSE', key: this.key }, 'NODE_SOCKET_ALL_CLOSED', callback);
+  }
+
+  getConnections(callback) {
+    this._request({ cmd: 'NODE_SOCKET_GET_COUNT', key: this.key }, 'NODE_SOCKET_COUNT', (err, msg) => {
+      if (err) return callback(err);
+      callback(null, msg.count);
+    });
+  }
+}
+
+// As child_process's SocketListReceive: counts the sockets a worker's server
+// sent here and answers that server's questions about them.
+class SocketListReceive extends EventEmitter {
+  constructor(child, key) {
+    super();
+    this.connections = 0;
+    this.key = key;
+    this.child = child;
+    const onempty = () => {
+      if (child.connected) child._sendInternal({ cmd: 'NODE_SOCKET_ALL_CLOSED', key });
+    };
+    child.on('internalMessage', (msg) => {
+      if (msg.key !== key) return;
+      if (msg.cmd === 'NODE_SOCKET_NOTIFY_CLOSE') {
+        if (this.connections === 0) onempty();
+        else this.once('empty', onempty);
+      } else if (msg.cmd === 'NODE_SOCKET_GET_COUNT') {
+        if (child.connected) child._sendInternal({ cmd: 'NODE_SOCKET_COUNT', key, count: this.connections });
+      }
+    });
+  }
+
+  add(socket) {
+    this.connections++;
+    socket.once('close', () => {
+      if (--this.connections === 0) this.emit('empty', this);
+    });
+  }
+}
+
 const kDgramState = (socket) => Object.getOwnPropertySymbols(socket)
   .find((sym) => sym.description === 'state symbol');
 
@@ -212,9 +331,11 @@ function describeHandle(handle) {
 
 // Builds the JS object for a descriptor a worker sent, as child_process's
 // handleConversion[type].got does, and passes it to `emit`.
-function wrapHandle(type, dgramType, fd, emit) {
+function wrapHandle(child, { type, dgramType, key }, fd, emit) {
   if (type === 'net.Socket') {
-    emit(new net.Socket({ fd, readable: true, writable: true }));
+    const socket = new net.Socket({ fd, readable: true, writable: true });
+    if (key !== undefined) child._gotSocket(key, socket);
+    emit(socket);
   } else if (type === 'net.Server') {
     const server = net.createServer();
     server.listen({ fd }, () => emit(server));

@@ -53,9 +53,6 @@ pub struct JsEvent {
   pub bytes: Option<Buffer>,
   /// `handleMessage`: the received descriptor, now owned by JS.
   pub fd: Option<i32>,
-  /// `handleMessage`: child_process's handle type (`net.Socket`, `net.Server`, `dgram.Socket`).
-  pub handle_type: Option<String>,
-  pub dgram_type: Option<String>,
 }
 
 impl From<Event> for JsEvent {
@@ -69,8 +66,6 @@ impl From<Event> for JsEvent {
       error: None,
       bytes: None,
       fd: None,
-      handle_type: None,
-      dgram_type: None,
     };
     let (kind, id) = match ev {
       Event::Online { id } => ("online", id),
@@ -86,19 +81,10 @@ impl From<Event> for JsEvent {
         js.data = Some(array);
         ("messages", id)
       }
-      Event::HandleMessage {
-        id,
-        handle_type,
-        dgram_type,
-        json,
-        v8,
-        fd,
-      } => {
+      Event::HandleMessage { id, json, v8, fd } => {
         js.data = json;
         js.bytes = v8.map(Buffer::from);
         js.fd = Some(fd.0.into_raw_fd());
-        js.handle_type = Some(handle_type);
-        js.dgram_type = dgram_type;
         ("handleMessage", id)
       }
       Event::MessagesV8 { id, bytes } => {
@@ -106,9 +92,9 @@ impl From<Event> for JsEvent {
         ("messagesV8", id)
       }
       Event::ExitedAfterDisconnect { id } => ("exitedAfterDisconnect", id),
-      Event::Rcluster { id, json } => {
+      Event::Internal { id, json } => {
         js.data = Some(json);
-        ("rcluster", id)
+        ("internal", id)
       }
       Event::Unresponsive { id } => ("unresponsive", id),
       Event::Disconnect { id } => ("disconnect", id),
@@ -432,9 +418,10 @@ pub fn send_bytes(id: u32, message: Buffer, now: bool) -> Result<bool> {
 
 /// Sends a user message with a handle: `envelope` is the encoded
 /// `NODE_HANDLE` envelope, `fd` the handle's descriptor (the engine keeps its
-/// own duplicate until the worker acknowledges it). False if the worker is gone.
+/// own duplicate until the worker acknowledges it), `now` as for `send`.
+/// False if the worker is gone.
 #[napi]
-pub fn send_handle(id: u32, envelope: Buffer, fd: i32) -> Result<bool> {
+pub fn send_handle(id: u32, envelope: Buffer, fd: i32, now: bool) -> Result<bool> {
   use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
   // SAFETY: `fd` is a live descriptor of a JS handle, borrowed only for the dup.
   let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -442,5 +429,9 @@ pub fn send_handle(id: u32, envelope: Buffer, fd: i32) -> Result<bool> {
     .map_err(|e| js_error(EngineError::sys(e, "dup", "handle")))?;
   // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
   let dup = unsafe { OwnedFd::from_raw_fd(dup) };
-  Ok(engine()?.send_handle(id, envelope.to_vec(), dup).is_ok())
+  Ok(
+    engine()?
+      .send_handle(id, envelope.to_vec(), dup, now)
+      .is_ok(),
+  )
 }

@@ -30,6 +30,10 @@ struct Inner {
   queue: VecDeque<Outgoing>,
   /// Bytes of the front message already written.
   sent: usize,
+  /// Handle messages written or queued and not yet acknowledged by the
+  /// worker (`NODE_HANDLE_ACK`), in write order: acks come in that order.
+  /// Each keeps its descriptor open until then.
+  unacked: VecDeque<Outgoing>,
   closed: bool,
 }
 
@@ -47,6 +51,7 @@ impl Lane {
       inner: Mutex::new(Inner {
         queue: VecDeque::new(),
         sent: 0,
+        unacked: VecDeque::new(),
         closed: false,
       }),
       queued: Notify::new(),
@@ -66,6 +71,9 @@ impl Lane {
     let mut inner = self.lock();
     if inner.closed {
       return Err(Error::ChannelClosed);
+    }
+    if msg.fd.is_some() {
+      inner.unacked.push_back(msg.clone());
     }
     let was_empty = inner.queue.is_empty();
     inner.queue.push_back(msg);
@@ -130,11 +138,27 @@ impl Lane {
     Ok(())
   }
 
-  /// No more writes; queued messages are dropped.
+  /// The worker acknowledged the oldest handle message: its descriptor may close.
+  pub fn handle_acked(&self) {
+    self.lock().unacked.pop_front();
+  }
+
+  /// The worker lost the oldest handle message's descriptor (`NODE_HANDLE_NACK`,
+  /// MSG_CTRUNC on its side): send it again, as Node's sender does.
+  pub fn handle_nacked(&self) -> Result<()> {
+    let again = self.lock().unacked.pop_front();
+    match again {
+      Some(msg) => self.send(msg, false),
+      None => Ok(()),
+    }
+  }
+
+  /// No more writes; queued messages and un-acked descriptors are dropped.
   pub fn close(&self) {
     let mut inner = self.lock();
     inner.closed = true;
     inner.queue.clear();
+    inner.unacked.clear();
     self.queued.notify_one();
   }
 }

@@ -38,7 +38,7 @@ pub(crate) fn on_frames(
         batch.flush(id, &mut events);
         let mut v8 = (payload.len() as u32).to_be_bytes().to_vec();
         v8.extend_from_slice(&payload);
-        got_handle(&mut st, id, fds, None, Some(v8), None, &mut events);
+        got_handle(&mut st, id, fds, Some(v8), None, &mut events);
       }
       Frame::Internal(msg) => {
         batch.flush(id, &mut events);
@@ -71,14 +71,12 @@ fn ack_handle(st: &mut State, id: u32, ok: bool) {
   }
 }
 
-/// A user message with a handle: ACK it and give JS the descriptor to wrap.
-/// `envelope` is the parsed JSON envelope; with `advanced` the whole V8
-/// envelope goes to JS instead.
+/// A user message with a handle: ACK it and give JS the descriptor to wrap,
+/// with the whole envelope (JSON text, or length-prefixed V8 bytes).
 fn got_handle(
   st: &mut State,
   id: u32,
   fds: &mut VecDeque<OwnedFd>,
-  envelope: Option<&Value>,
   v8: Option<Vec<u8>>,
   json: Option<String>,
   events: &mut Vec<Event>,
@@ -88,11 +86,8 @@ fn got_handle(
     return;
   };
   ack_handle(st, id, true);
-  let field = |name: &str| envelope.and_then(|e| e[name].as_str()).map(str::to_string);
   events.push(Event::HandleMessage {
     id,
-    handle_type: field("type").unwrap_or_default(),
-    dgram_type: field("dgramType"),
     json,
     v8,
     fd: super::PassedFd(fd),
@@ -158,16 +153,15 @@ fn on_internal(
 ) {
   match msg["cmd"].as_str().unwrap_or_default() {
     "NODE_HANDLE_ACK" => {
-      if let Some(slot) = st.workers.get_mut(&id) {
-        slot.unacked_handles.pop_front();
+      if let Some(slot) = st.workers.get(&id) {
+        slot.lane.handle_acked();
       }
     }
     "NODE_HANDLE_NACK" => {
       // The worker lost the descriptor (MSG_CTRUNC on its side): send it again.
-      if let Some(slot) = st.workers.get_mut(&id) {
-        if let Some(again) = slot.unacked_handles.pop_front() {
-          slot.send(again.bytes, again.fd);
-        }
+      if let Some(slot) = st.workers.get(&id) {
+        // ChannelClosed: the reader reports the close.
+        let _ = slot.lane.handle_nacked();
       }
     }
     "NODE_HANDLE" => {
@@ -178,15 +172,7 @@ fn on_internal(
         ack_handle(st, id, true);
         on_internal(st, state, id, inner, fds, events);
       } else {
-        got_handle(
-          st,
-          id,
-          fds,
-          Some(&msg),
-          None,
-          Some(inner.to_string()),
-          events,
-        );
+        got_handle(st, id, fds, None, Some(msg.to_string()), events);
       }
     }
     "NODE_CLUSTER" => on_cluster(st, state, id, msg, events),
@@ -198,7 +184,17 @@ fn on_internal(
           beat.heard(now);
         }
       }
-      events.push(Event::Rcluster {
+      events.push(Event::Internal {
+        id,
+        json: msg.to_string(),
+      });
+    }
+    // Sockets sent between the processes: JS keeps their count per server key.
+    "NODE_SOCKET_NOTIFY_CLOSE"
+    | "NODE_SOCKET_GET_COUNT"
+    | "NODE_SOCKET_ALL_CLOSED"
+    | "NODE_SOCKET_COUNT" => {
+      events.push(Event::Internal {
         id,
         json: msg.to_string(),
       });
@@ -408,7 +404,6 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   let Some(slot) = st.workers.get_mut(&id) else {
     return;
   };
-  slot.unacked_handles.clear();
   slot.closed.notify_one();
   let orphans: Vec<_> = slot.newconns.drain().map(|(_, conn)| conn).collect();
   let exited = slot.exited;

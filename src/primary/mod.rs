@@ -47,13 +47,12 @@ pub enum Event {
   MessagesV8 { id: u32, bytes: Vec<u8> },
   /// The worker is leaving on purpose (it sent `exitedAfterDisconnect`).
   ExitedAfterDisconnect { id: u32 },
-  /// A user message that came with a handle (`process.send(msg, handle)`).
-  /// `json` (json serialization) or `v8` (the whole length-prefixed
-  /// envelope, advanced) carries the message; the fd is JS's to wrap.
+  /// A user message that came with a handle (`process.send(msg, handle)`):
+  /// its whole `NODE_HANDLE` envelope (`type`, `msg`, `key`, `dgramType`) as
+  /// `json` (json serialization) or `v8` (length-prefixed, advanced); the fd
+  /// is JS's to wrap.
   HandleMessage {
     id: u32,
-    handle_type: String,
-    dgram_type: Option<String>,
     json: Option<String>,
     v8: Option<Vec<u8>>,
     fd: PassedFd,
@@ -66,8 +65,10 @@ pub enum Event {
     code: Option<i32>,
     signal: Option<String>,
   },
-  /// An rcluster message from the worker hook (`NODE_RCLUSTER`: heartbeat, ready), as JSON.
-  Rcluster { id: u32, json: String },
+  /// An internal message JS answers, as JSON: rcluster's worker hook
+  /// (`NODE_RCLUSTER`: heartbeat, ready) and child_process's bookkeeping of
+  /// sockets sent between processes (`NODE_SOCKET_*`).
+  Internal { id: u32, json: String },
   /// The watchdog found the worker silent past its timeout and sent SIGABRT.
   Unresponsive { id: u32 },
   /// Something about this worker went wrong (bad bytes on its channel, a failed write).
@@ -121,12 +122,6 @@ pub(crate) enum Command {
   },
   /// Per-worker dispatch counters.
   Stats(std_mpsc::SyncSender<Vec<WorkerStats>>),
-  /// A user message with a handle: already-encoded envelope and the fd.
-  SendHandle {
-    id: u32,
-    bytes: Vec<u8>,
-    fd: OwnedFd,
-  },
   /// `worker.process.disconnect()`: close our end of the channel.
   CloseChannel {
     id: u32,
@@ -188,18 +183,31 @@ impl Engine {
   /// `\n`, or a length-prefixed V8 payload): written from the calling thread
   /// when `now`, else queued for the engine's gathered writes.
   pub fn send(&self, id: u32, bytes: Vec<u8>, now: bool) -> Result<()> {
-    let lane = {
-      let map = crate::sync::lock(&self.lanes);
-      map.get(&id).cloned()
-    };
-    let lane = lane.ok_or(Error::ChannelClosed)?;
-    lane.send(
+    self.lane(id)?.send(
       Outgoing {
         bytes: bytes.into(),
         fd: None,
       },
       now,
     )
+  }
+
+  /// Sends a user message with a handle (a `NODE_HANDLE` envelope already
+  /// encoded for the channel), in order with the plain messages around it;
+  /// the fd stays open until the worker acknowledges it.
+  pub fn send_handle(&self, id: u32, bytes: Vec<u8>, fd: OwnedFd, now: bool) -> Result<()> {
+    self.lane(id)?.send(
+      Outgoing {
+        bytes: bytes.into(),
+        fd: Some(Arc::new(fd)),
+      },
+      now,
+    )
+  }
+
+  fn lane(&self, id: u32) -> Result<Arc<Lane>> {
+    let map = crate::sync::lock(&self.lanes);
+    map.get(&id).cloned().ok_or(Error::ChannelClosed)
   }
 
   /// Turns on the watchdog: SIGABRT after `timeout_ms` without a heartbeat,
@@ -215,13 +223,6 @@ impl Engine {
   /// takes over `from`'s SO_REUSEPORT sockets and their queues.
   pub fn inherit(&self, heir: u32, from: u32) -> Result<()> {
     self.command(Command::Inherit { heir, from })
-  }
-
-  /// Sends a user message with a handle (a `NODE_HANDLE` envelope already
-  /// encoded for the channel); the fd goes out attached and stays open until
-  /// the worker acknowledges it.
-  pub fn send_handle(&self, id: u32, bytes: Vec<u8>, fd: OwnedFd) -> Result<()> {
-    self.command(Command::SendHandle { id, bytes, fd })
   }
 
   /// Per-worker counters, from the engine thread.

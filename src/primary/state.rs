@@ -2,7 +2,7 @@
 //! the command loop that JS drives.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -59,8 +59,6 @@ pub(crate) struct Slot {
   pub exited: bool,
   /// Set by `exitedAfterDisconnect` or `worker.disconnect()`: no new servers.
   pub leaving: bool,
-  /// Handle messages sent and not yet ACKed, oldest first (for NACK resends).
-  pub unacked_handles: VecDeque<Outgoing>,
   /// Round-robin connections awaiting the worker's `accepted` reply, by seq.
   pub newconns: HashMap<u64, (String, Arc<OwnedFd>)>,
   /// Round-robin connections handed to it, ever.
@@ -81,7 +79,6 @@ impl Slot {
       connected: true,
       exited: false,
       leaving: false,
-      unacked_handles: VecDeque::new(),
       newconns: HashMap::new(),
       dispatched: 0,
       beat: None,
@@ -108,9 +105,6 @@ impl Slot {
   /// Sends one whole message (queued if the socket is full).
   pub fn send(&mut self, bytes: Arc<[u8]>, fd: Option<Arc<OwnedFd>>) {
     let msg = Outgoing { bytes, fd };
-    if msg.fd.is_some() {
-      self.unacked_handles.push_back(msg.clone());
-    }
     // ChannelClosed: the reader reports the close; nothing to do here.
     let _ = self.lane.send(msg, true);
   }
@@ -200,11 +194,6 @@ pub(crate) async fn run(
         let _ = reply.send(worker::start(&state, &spec));
       }
       Command::Disconnect { id } => cluster::disconnect(&state, id),
-      Command::SendHandle { id, bytes, fd } => {
-        if let Some(slot) = state.borrow_mut().workers.get_mut(&id) {
-          slot.send(bytes.into(), Some(Arc::new(fd)));
-        }
-      }
       Command::Inherit { heir, from } => {
         state.borrow_mut().heirs.insert(heir, from);
       }
