@@ -49,9 +49,13 @@ class WorkerProcess extends EventEmitter {
   _spawned(pid, fds) {
     this.pid = pid;
     this.connected = true;
+    // One entry per stdio slot, null where there is no pipe (as ChildProcess).
+    this.stdio = fds.map(() => null);
+    while (this.stdio.length < 3) this.stdio.push(null);
     fds.forEach((fd, i) => {
       if (fd == null) return;
-      const stream = new net.Socket({ fd, readable: i !== 0, writable: i === 0 });
+      // stdin is written, stdout and stderr read; extra pipes go both ways.
+      const stream = new net.Socket({ fd, readable: i !== 0, writable: i === 0 || i > 2 });
       if (i !== 0) {
         this._openStdio++;
         stream.once('close', () => {

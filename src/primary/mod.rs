@@ -100,8 +100,8 @@ pub struct WorkerStats {
 /// A worker as JS sees it right after `fork()`.
 pub struct Spawned {
   pub pid: i32,
-  /// The primary's ends of `pipe` stdio slots 0, 1, 2.
-  pub pipes: [Option<OwnedFd>; 3],
+  /// The primary's ends of `pipe` stdio slots, one entry per slot.
+  pub pipes: Vec<Option<OwnedFd>>,
 }
 
 pub(crate) enum Command {

@@ -39,12 +39,12 @@ pub struct SpawnSpec {
 }
 
 /// A started child: its pid, a pidfd to watch it, the primary's end of the
-/// channel, and the primary's ends of any `pipe` stdio slots (0, 1, 2).
+/// channel, and the primary's ends of its `pipe` stdio slots, one entry per slot.
 pub struct Child {
   pub pid: i32,
   pub pidfd: OwnedFd,
   pub channel: OwnedFd,
-  pub pipes: [Option<OwnedFd>; 3],
+  pub pipes: Vec<Option<OwnedFd>>,
 }
 
 pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
@@ -91,24 +91,64 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   cmd.stdout(stdio_for(&slot(1), 1)?);
   cmd.stderr(stdio_for(&slot(2), 2)?);
 
-  let theirs_raw = theirs.as_raw_fd();
+  // Slots from 3 on (the channel among them) are put in place after fork:
+  // the child's descriptor for each, and the primary's end of each pipe.
+  let mut placed: Vec<(i32, OwnedFd)> = vec![(ipc_index, theirs)];
+  let mut extra_pipes: Vec<Option<OwnedFd>> = Vec::new();
+  for (i, s) in spec.stdio.iter().enumerate().skip(3) {
+    let target = i as i32;
+    let mut ours_end = None;
+    match s {
+      StdioSpec::Ipc | StdioSpec::Ignore => {}
+      // As libuv: a pipe is a unix stream socketpair, both ways.
+      StdioSpec::Pipe => {
+        let (mine, child_end) = socketpair(
+          AddressFamily::Unix,
+          SockType::Stream,
+          None,
+          SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys(e, "socketpair", format!("stdio {i}")))?;
+        ours_end = Some(mine);
+        placed.push((target, child_end));
+      }
+      // Inheriting a slot the primary does not have open leaves it closed.
+      StdioSpec::Inherit => {
+        if let Ok(fd) = dup_cloexec(target) {
+          placed.push((target, fd));
+        }
+      }
+      StdioSpec::Fd(fd) => placed.push((target, dup_cloexec(*fd)?)),
+    }
+    extra_pipes.push(ours_end);
+  }
+  // Every source above every slot, so that no move in the child can
+  // overwrite a source a later move still needs.
+  let floor = placed.iter().map(|(slot, _)| *slot).max().unwrap_or(2) + 1;
+  let placed: Vec<(i32, OwnedFd)> = placed
+    .into_iter()
+    .map(|(slot, fd)| Ok((slot, dup_at_least(fd.as_raw_fd(), floor)?)))
+    .collect::<Result<_>>()?;
+  let moves: Vec<(i32, i32)> = placed.iter().map(|(t, fd)| (fd.as_raw_fd(), *t)).collect();
   let parent = nix::unistd::getpid();
   // SAFETY: the closure runs in the forked child before exec and only makes
-  // async-signal-safe calls (dup2, fcntl, sigprocmask, signal, prctl, getppid).
+  // async-signal-safe calls (dup2, fcntl, sigprocmask, signal, prctl, getppid);
+  // `moves` was allocated before the fork and is only read.
   unsafe {
-    cmd.pre_exec(move || child_setup(theirs_raw, ipc_index, parent.as_raw()));
+    cmd.pre_exec(move || child_setup(&moves, parent.as_raw()));
   }
   let child = cmd
     .spawn()
     .map_err(|e| Error::from_io(&e, "spawn", spec.file.clone()))?;
-  drop(theirs);
+  drop(placed);
   let pid = child.id() as i32;
   let mut child = child;
-  let pipes = [
+  let mut pipes = vec![
     child.stdin.take().map(OwnedFd::from),
     child.stdout.take().map(OwnedFd::from),
     child.stderr.take().map(OwnedFd::from),
   ];
+  pipes.extend(extra_pipes);
   // The std Child is only a pid from here on: we reap through the pidfd, and
   // dropping a Child neither waits nor kills.
   drop(child);
@@ -129,32 +169,39 @@ fn stdio_for(spec: &StdioSpec, slot: i32) -> Result<Stdio> {
     // A closed parent fd gives the child /dev/null.
     StdioSpec::Inherit => stdio_for(&StdioSpec::Fd(slot), slot).unwrap_or_else(|_| Stdio::null()),
     StdioSpec::Ignore | StdioSpec::Ipc => Stdio::null(),
-    StdioSpec::Fd(fd) => {
-      // Dup so the child gets the fd without the primary giving up its own.
-      let dup = nix::fcntl::fcntl(
-        // SAFETY: only borrowed for the duration of the fcntl call.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) },
-        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
-      )
-      .map_err(|e| Error::sys(e, "dup", format!("stdio fd {fd}")))?;
-      // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
-      Stdio::from(unsafe { OwnedFd::from_raw_fd(dup) })
-    }
+    StdioSpec::Fd(fd) => Stdio::from(dup_cloexec(*fd)?),
   })
 }
 
-/// In the child between fork and exec.
-fn child_setup(channel: i32, ipc_index: i32, parent: i32) -> std::io::Result<()> {
+/// A close-on-exec duplicate, so the child gets `fd` without the primary
+/// giving up its own.
+fn dup_cloexec(fd: i32) -> Result<OwnedFd> {
+  dup_at_least(fd, 3)
+}
+
+/// A close-on-exec duplicate numbered `floor` or above.
+fn dup_at_least(fd: i32, floor: i32) -> Result<OwnedFd> {
+  let dup = nix::fcntl::fcntl(
+    // SAFETY: only borrowed for the duration of the fcntl call.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(floor),
+  )
+  .map_err(|e| Error::sys(e, "dup", format!("stdio fd {fd}")))?;
+  // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
+  Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// In the child between fork and exec. `moves` are (descriptor, slot) pairs.
+fn child_setup(moves: &[(i32, i32)], parent: i32) -> std::io::Result<()> {
   use nix::libc;
   // SAFETY: plain syscalls on integers in a single-threaded child.
   unsafe {
-    if channel == ipc_index {
-      let flags = libc::fcntl(channel, libc::F_GETFD);
-      if flags < 0 || libc::fcntl(channel, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+    // Every source is numbered above every slot (see spawn), so no move
+    // overwrites another's source; dup2 clears close-on-exec on the copy.
+    for &(fd, slot) in moves {
+      if libc::dup2(fd, slot) < 0 {
         return Err(std::io::Error::last_os_error());
       }
-    } else if libc::dup2(channel, ipc_index) < 0 {
-      return Err(std::io::Error::last_os_error());
     }
     // As libuv does for every child: default dispositions, nothing blocked
     // (the primary's threads block signals and a mask survives exec).
