@@ -21,6 +21,14 @@ describe.each(['rr', 'none'])('policy %s', (policy) => {
     }
   });
 
+  test('a unix socket path in a missing directory: EACCES, as libuv reports it', async () => {
+    const env = { UNIX_PATH: 'no-such-directory/server.sock', NODE_CLUSTER_SCHED_POLICY: policy };
+    const { node, ours } = await runBoth('listen-error.js', { env });
+    expect(ours.code).toBe(0);
+    expect(ours.events).toEqual(node.events);
+    expect(ours.events[0]).toMatchObject({ code: 'EACCES', errno: -13, syscall: 'bind' });
+  });
+
   const asRoot = process.getuid && process.getuid() === 0;
   (asRoot ? test : test.skip)('EACCES: a primary running as nobody asks for port 80', async () => {
     const env = { PORT: '80', HOST: '127.0.0.1', NODE_CLUSTER_SCHED_POLICY: policy };

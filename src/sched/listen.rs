@@ -183,7 +183,15 @@ fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
         .map(|cwd| shortest_path(cwd, path))
         .unwrap_or_else(|| path.clone());
       let addr = UnixAddr::new(short.as_str()).map_err(|e| Error::sys(e, "bind", path.clone()))?;
-      bind(fd.as_raw_fd(), &addr).map_err(|e| Error::sys(e, "bind", path.clone()))?;
+      bind(fd.as_raw_fd(), &addr).map_err(|e| {
+        // As libuv's uv_pipe_bind, for compatibility with Windows.
+        let e = if e == nix::errno::Errno::ENOENT {
+          nix::errno::Errno::EACCES
+        } else {
+          e
+        };
+        Error::sys(e, "bind", path.clone())
+      })?;
       // Removed by absolute path, whatever our cwd is by then.
       let absolute = match &cwd {
         Some(cwd) => cwd.join(&short).to_string_lossy().into_owned(),
