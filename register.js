@@ -1,0 +1,24 @@
+'use strict';
+// node -r rcluster/register app.js
+//
+// Makes every require('cluster') and require('node:cluster') in the app and
+// in the libraries it loads return rcluster, so a library that drives
+// cluster in the primary (throng, sticky-session, @socket.io/sticky, ...)
+// runs on rcluster unchanged. Workers inherit the flag through execArgv;
+// there rcluster is Node's own worker-side cluster anyway.
+const Module = require('node:module');
+const path = require('node:path');
+
+const INDEX = path.join(__dirname, 'index.js');
+const OWN = path.join(__dirname, 'lib') + path.sep;
+// rcluster's own modules keep Node's cluster.
+const isOwn = (parent) => Boolean(parent && parent.filename &&
+  (parent.filename === INDEX || parent.filename.startsWith(OWN)));
+
+const load = Module._load;
+Module._load = function loadCluster(request, parent, isMain) {
+  if ((request === 'cluster' || request === 'node:cluster') && !isOwn(parent)) {
+    return load.call(this, INDEX, parent, isMain);
+  }
+  return load.call(this, request, parent, isMain);
+};
