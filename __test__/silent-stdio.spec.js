@@ -13,7 +13,7 @@ test('stdio slots past the channel (pipe, ignore, an fd) as in node:cluster', as
   expect(ours.code).toBe(0);
   expect(ours.events).toEqual(node.events);
   expect(ours.events).toEqual([
-    { slots: [null, null, null, null, 'Socket', null, null] },
+    { slots: ['SocketW', null, 'SocketRW', null, 'SocketRW', null, null], stdin: true, stderr: true },
     { slot6IsFile: true },
     { echoed: 'ping', code: 0, file: 'written to fd 6' },
   ]);

@@ -54,8 +54,8 @@ class WorkerProcess extends EventEmitter {
     while (this.stdio.length < 3) this.stdio.push(null);
     fds.forEach((fd, i) => {
       if (fd == null) return;
-      // stdin is written, stdout and stderr read; extra pipes go both ways.
-      const stream = new net.Socket({ fd, readable: i !== 0, writable: i === 0 || i > 2 });
+      // As ChildProcess: stdin is only written; the others are duplex sockets.
+      const stream = new net.Socket({ fd, readable: i !== 0, writable: true });
       if (i !== 0) {
         this._openStdio++;
         stream.once('close', () => {

@@ -86,21 +86,18 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   if let Some(gid) = spec.gid {
     cmd.gid(gid);
   }
+  // Each stdio slot: the child's descriptor and, for a pipe, the primary's
+  // end. Slots 0-2 go through Command; from 3 on (the channel among them)
+  // they are put in place after fork.
   let slot = |i: usize| spec.stdio.get(i).cloned().unwrap_or(StdioSpec::Inherit);
-  cmd.stdin(stdio_for(&slot(0), 0)?);
-  cmd.stdout(stdio_for(&slot(1), 1)?);
-  cmd.stderr(stdio_for(&slot(2), 2)?);
-
-  // Slots from 3 on (the channel among them) are put in place after fork:
-  // the child's descriptor for each, and the primary's end of each pipe.
+  let mut pipes: Vec<Option<OwnedFd>> = Vec::new();
+  let mut std_slots: Vec<Stdio> = Vec::new();
   let mut placed: Vec<(i32, OwnedFd)> = vec![(ipc_index, theirs)];
-  let mut extra_pipes: Vec<Option<OwnedFd>> = Vec::new();
-  for (i, s) in spec.stdio.iter().enumerate().skip(3) {
+  for i in 0..spec.stdio.len().max(3) {
     let target = i as i32;
-    let mut ours_end = None;
-    match s {
-      StdioSpec::Ipc | StdioSpec::Ignore => {}
-      // As libuv: a pipe is a unix stream socketpair, both ways.
+    let (ours_end, child_end) = match slot(i) {
+      StdioSpec::Ipc | StdioSpec::Ignore => (None, None),
+      // As libuv: a pipe is a unix stream socketpair.
       StdioSpec::Pipe => {
         let (mine, child_end) = socketpair(
           AddressFamily::Unix,
@@ -109,19 +106,27 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
           SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| Error::sys(e, "socketpair", format!("stdio {i}")))?;
-        ours_end = Some(mine);
-        placed.push((target, child_end));
+        (Some(mine), Some(child_end))
       }
-      // Inheriting a slot the primary does not have open leaves it closed.
-      StdioSpec::Inherit => {
-        if let Ok(fd) = dup_cloexec(target) {
-          placed.push((target, fd));
-        }
-      }
-      StdioSpec::Fd(fd) => placed.push((target, dup_cloexec(*fd)?)),
+      // Node's own stdio fds may be close-on-exec, so "inherit" hands over a
+      // dup (put in place after fork, which clears the flag), as libuv does.
+      // A slot the primary does not have open stays closed (/dev/null for 0-2).
+      StdioSpec::Inherit => (None, dup_cloexec(target).ok()),
+      StdioSpec::Fd(fd) => (None, Some(dup_cloexec(fd)?)),
+    };
+    pipes.push(ours_end);
+    if i < 3 {
+      std_slots.push(child_end.map_or_else(Stdio::null, Stdio::from));
+    } else if let Some(fd) = child_end {
+      placed.push((target, fd));
     }
-    extra_pipes.push(ours_end);
   }
+  let mut std_slots = std_slots.into_iter();
+  let mut next_std = || std_slots.next().unwrap_or_else(Stdio::null);
+  cmd.stdin(next_std());
+  cmd.stdout(next_std());
+  cmd.stderr(next_std());
+
   // Every source above every slot, so that no move in the child can
   // overwrite a source a later move still needs.
   let floor = placed.iter().map(|(slot, _)| *slot).max().unwrap_or(2) + 1;
@@ -142,13 +147,6 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
     .map_err(|e| Error::from_io(&e, "spawn", spec.file.clone()))?;
   drop(placed);
   let pid = child.id() as i32;
-  let mut child = child;
-  let mut pipes = vec![
-    child.stdin.take().map(OwnedFd::from),
-    child.stdout.take().map(OwnedFd::from),
-    child.stderr.take().map(OwnedFd::from),
-  ];
-  pipes.extend(extra_pipes);
   // The std Child is only a pid from here on: we reap through the pidfd, and
   // dropping a Child neither waits nor kills.
   drop(child);
@@ -158,18 +156,6 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
     pidfd,
     channel: ours,
     pipes,
-  })
-}
-
-fn stdio_for(spec: &StdioSpec, slot: i32) -> Result<Stdio> {
-  Ok(match spec {
-    StdioSpec::Pipe => Stdio::piped(),
-    // Node's own stdio fds may be close-on-exec, so "inherit" hands over a
-    // dup (std dup2s it into place, which clears the flag), as libuv does.
-    // A closed parent fd gives the child /dev/null.
-    StdioSpec::Inherit => stdio_for(&StdioSpec::Fd(slot), slot).unwrap_or_else(|_| Stdio::null()),
-    StdioSpec::Ignore | StdioSpec::Ipc => Stdio::null(),
-    StdioSpec::Fd(fd) => Stdio::from(dup_cloexec(*fd)?),
   })
 }
 
