@@ -2,12 +2,14 @@
 // node -r rcluster/register app.js
 //
 // Makes every require('cluster') and require('node:cluster') in the app and
-// in the libraries it loads return rcluster, so a library that drives
-// cluster in the primary (throng, sticky-session, @socket.io/sticky, ...)
-// runs on rcluster unchanged. Workers inherit the flag through execArgv;
-// there rcluster is Node's own worker-side cluster anyway.
+// in the libraries it loads return rcluster, and (module.register, Node >=
+// 20.6) every `import ... from 'node:cluster'` in ES modules, so a library
+// that drives cluster in the primary (throng, sticky-session,
+// @socket.io/sticky, ...) runs on rcluster unchanged. Workers inherit the
+// flag through execArgv; there rcluster is Node's own worker-side cluster anyway.
 const Module = require('node:module');
 const path = require('node:path');
+const { pathToFileURL } = require('node:url');
 
 const INDEX = path.join(__dirname, 'index.js');
 const OWN = path.join(__dirname, 'lib') + path.sep;
@@ -22,3 +24,9 @@ Module._load = function loadCluster(request, parent, isMain) {
   }
   return load.call(this, request, parent, isMain);
 };
+
+if (typeof Module.register === 'function') {
+  Module.register(pathToFileURL(path.join(__dirname, 'lib', 'register-hooks.mjs')), {
+    data: { index: pathToFileURL(INDEX).href, own: pathToFileURL(OWN).href },
+  });
+}

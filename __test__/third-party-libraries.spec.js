@@ -1,7 +1,7 @@
 'use strict';
 // Differential: unmodified libraries that drive cluster in the primary, loaded
 // through rcluster/register, behave as they do on node:cluster.
-const { runBoth } = require('./helpers');
+const { runBoth, runFixture, ROOT } = require('./helpers');
 
 test('throng: forks, revives a killed worker, shuts down on SIGTERM', async () => {
   const { node, ours } = await runBoth('third-party/throng.js');
@@ -32,4 +32,17 @@ test('socket.io with @socket.io/sticky and @socket.io/cluster-adapter over advan
   expect(ours.code).toBe(0);
   expect(ours.events).toEqual(node.events);
   expect(ours.events).toEqual([{ differentWorkers: true, bothHeard: true, binary: true, relayed: true }]);
+});
+
+test('an ES module importing node:cluster gets rcluster under node -r rcluster/register', async () => {
+  const register = require('node:path').join(ROOT, 'register.js');
+  const env = { NODE_OPTIONS: `--require=${register}` };
+  const [node, ours] = await Promise.all([
+    runFixture('third-party/esm-importer.mjs', { module: 'node' }),
+    runFixture('third-party/esm-importer.mjs', { module: 'rcluster', env }),
+  ]);
+  expect(node.code).toBe(0);
+  expect(ours.code).toBe(0);
+  expect(node.events).toEqual([{ rcluster: false, isPrimary: true, port: true }, { exit: { code: 0, signal: null } }]);
+  expect(ours.events).toEqual([{ rcluster: true, isPrimary: true, port: true }, { exit: { code: 0, signal: null } }]);
 });
