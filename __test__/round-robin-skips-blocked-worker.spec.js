@@ -1,10 +1,13 @@
 'use strict';
 // SCHED_RR: a worker whose event loop is blocked stops getting connections
 // (it holds at most its small window of un-acked ones); the others take them.
+// SCHED_REUSEPORT: the kernel keeps queueing on the blocked worker's socket,
+// and the primary takes those connections from the stuck queue and hands
+// them to the others.
 const { startFixture, get } = require('./helpers');
 
-test('requests keep being served while one worker is hung', async () => {
-  const app = startFixture('http-server.js', { env: { NODE_CLUSTER_SCHED_POLICY: 'rr', WORKERS: '2', BLOCK_MS: '4000' } });
+test.each(['rr', 'reuseport'])('%s: requests keep being served while one worker is hung', async (policy) => {
+  const app = startFixture('http-server.js', { env: { NODE_CLUSTER_SCHED_POLICY: policy, WORKERS: '2', BLOCK_MS: '4000' } });
   try {
     const { ready } = await app.next((e) => e.ready);
     const pids = new Set();

@@ -269,7 +269,7 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
   let mut created = Ok(());
   if !st.handles.contains_key(&key) {
     created = create_handle(st, state, &key, msg, id);
-  } else if let Some(Handle::ReusePort(pool, _, target)) = st.handles.get_mut(&key) {
+  } else if let Some(Handle::ReusePort(pool, _, target, _)) = st.handles.get_mut(&key) {
     let predecessor = st.heirs.get(&id).copied();
     created = join_pool(pool, target, id, predecessor);
   }
@@ -298,8 +298,9 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
             reply.insert("sockname".into(), name.clone());
           }
         }
-        Handle::ReusePort(pool, _, _) => {
+        Handle::ReusePort(pool, _, _, stealer) => {
           fd = pool.socket_of(id).map(|s| (s, NET_NATIVE));
+          stealer.rr.add(id);
         }
       }
     }
@@ -328,7 +329,8 @@ fn create_handle(
       .unwrap_or(0);
     let mut pool = ReusePortPool::default();
     pool.add(first, id);
-    let handle = Handle::ReusePort(pool, data, target.with_port(port));
+    let stealer = Box::new(super::steal::Stealer::new(state, key));
+    let handle = Handle::ReusePort(pool, data, target.with_port(port), stealer);
     st.handles.insert(key.to_string(), handle);
     return Ok(());
   }

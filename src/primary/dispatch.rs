@@ -132,22 +132,33 @@ async fn accept_loop(state: Shared, key: String, listener: Rc<AsyncFd<OwnedFd>>,
   }
 }
 
+/// The connections a handle hands out itself with `newconn`, and its key as
+/// a JSON literal: round-robin's, or those stolen from stuck SO_REUSEPORT
+/// queues.
+fn dispatcher(handle: Option<&mut Handle>) -> Option<(&mut RoundRobin<Arc<OwnedFd>>, &str)> {
+  match handle? {
+    Handle::RoundRobin(h, _) => Some((&mut h.rr, &h.key_json)),
+    Handle::ReusePort(_, _, _, stealer) => Some((&mut stealer.rr, &stealer.key_json)),
+    Handle::Shared(..) => None,
+  }
+}
+
 /// Hands queued connections to workers with room.
 pub(crate) fn pump(st: &mut State, key: &str) {
   loop {
-    let Some(Handle::RoundRobin(h, _)) = st.handles.get_mut(key) else {
+    let Some((rr, key_json)) = dispatcher(st.handles.get_mut(key)) else {
       return;
     };
-    let Some((worker, conn)) = h.rr.next_assignment() else {
+    let Some((worker, conn)) = rr.next_assignment() else {
       return;
     };
     let slot = st.workers.get_mut(&worker).filter(|s| s.connected);
     let Some(slot) = slot else {
       // Cannot happen while handles drop workers on disconnect; if it did,
       // keep the connection and forget the worker.
-      h.rr.settled(worker);
-      h.rr.push_front(conn);
-      h.rr.remove(worker);
+      rr.settled(worker);
+      rr.push_front(conn);
+      rr.remove(worker);
       continue;
     };
     let seq = slot.next_seq();
@@ -160,7 +171,7 @@ pub(crate) fn pump(st: &mut State, key: &str) {
       // The hot path: the JSON envelope written directly, key pre-escaped.
       format!(
         "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":{},\"seq\":{seq}}}}}\n",
-        h.key_json
+        key_json
       )
       .into_bytes()
     };
@@ -179,9 +190,13 @@ pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool
   let Some((key, conn)) = slot.newconns.remove(&seq) else {
     return;
   };
-  if let Some(Handle::RoundRobin(h, _)) = st.handles.get_mut(&key) {
-    h.rr.settled(id);
-    h.room.notify_one();
+  match st.handles.get_mut(&key) {
+    Some(Handle::RoundRobin(h, _)) => {
+      h.rr.settled(id);
+      h.room.notify_one();
+    }
+    Some(Handle::ReusePort(_, _, _, stealer)) => stealer.rr.settled(id),
+    _ => {}
   }
   if !accepted {
     requeue(st, id, &key, conn);
@@ -190,10 +205,10 @@ pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool
 
 /// Puts back a connection `from` did not take, if another worker can have it.
 pub(crate) fn requeue(st: &mut State, from: u32, key: &str, conn: Arc<OwnedFd>) {
-  if let Some(Handle::RoundRobin(h, _)) = st.handles.get_mut(key) {
+  if let Some((rr, _)) = dispatcher(st.handles.get_mut(key)) {
     // A lone worker that refused would only refuse again (Node loops here).
-    if h.rr.has_other_than(from) {
-      h.rr.push_front(conn);
+    if rr.has_other_than(from) {
+      rr.push_front(conn);
       pump(st, key);
     }
   }

@@ -7,6 +7,7 @@ mod dispatch;
 pub mod pressure;
 pub mod spawn;
 mod state;
+mod steal;
 mod worker;
 
 use std::collections::HashMap;

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
 use super::dispatch::RrHandle;
+use super::steal::Stealer;
 use super::{cluster, worker, Command, Event, Lanes, PidFds, Sink, WorkerStats};
 use crate::ipc::channel::Channel;
 use crate::ipc::lane::{Lane, Outgoing};
@@ -26,13 +27,13 @@ pub(crate) type Shared = Rc<RefCell<State>>;
 pub(crate) enum Handle {
   Shared(SharedHandle, Value),
   RoundRobin(RrHandle, Value),
-  ReusePort(ReusePortPool, Value, Target),
+  ReusePort(ReusePortPool, Value, Target, Box<Stealer>),
 }
 
 impl Handle {
   pub fn data(&self) -> &Value {
     match self {
-      Handle::Shared(_, d) | Handle::RoundRobin(_, d) | Handle::ReusePort(_, d, _) => d,
+      Handle::Shared(_, d) | Handle::RoundRobin(_, d) | Handle::ReusePort(_, d, _, _) => d,
     }
   }
 
@@ -42,7 +43,10 @@ impl Handle {
     match self {
       Handle::Shared(h, _) => h.remove(worker),
       Handle::RoundRobin(h, _) => h.rr.remove(worker),
-      Handle::ReusePort(pool, _, _) => pool.remove(worker, on_purpose),
+      Handle::ReusePort(pool, _, _, stealer) => {
+        stealer.rr.remove(worker);
+        pool.remove(worker, on_purpose)
+      }
     }
   }
 }

@@ -45,6 +45,11 @@ impl ReusePortPool {
     }
   }
 
+  /// Every socket with the workers holding it.
+  pub fn slots(&self) -> impl Iterator<Item = (&Arc<OwnedFd>, &[u32])> {
+    self.slots.iter().map(|(fd, h)| (fd, h.as_slice()))
+  }
+
   /// The socket `worker` holds.
   pub fn socket_of(&self, worker: u32) -> Option<Arc<OwnedFd>> {
     self

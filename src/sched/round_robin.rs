@@ -16,6 +16,8 @@ pub const WINDOW: usize = 4;
 pub struct RoundRobin<C> {
   /// (worker id, connections in flight), in the order workers joined.
   workers: Vec<(u32, usize)>,
+  /// Workers that get nothing for now (SO_REUSEPORT: their own queue is stuck).
+  paused: Vec<u32>,
   /// Where the next tie-break starts, so equal workers take turns.
   next: usize,
   /// Accepted connections no worker has room for yet.
@@ -26,6 +28,7 @@ impl<C> Default for RoundRobin<C> {
   fn default() -> Self {
     RoundRobin {
       workers: Vec::new(),
+      paused: Vec::new(),
       next: 0,
       queue: VecDeque::new(),
     }
@@ -51,7 +54,16 @@ impl<C> RoundRobin<C> {
   /// Drops a worker; true when none is left (the listener should close).
   pub fn remove(&mut self, worker: u32) -> bool {
     self.workers.retain(|&(w, _)| w != worker);
+    self.paused.retain(|&w| w != worker);
     self.workers.is_empty()
+  }
+
+  /// Pauses or resumes handing connections to `worker`.
+  pub fn set_paused(&mut self, worker: u32, paused: bool) {
+    self.paused.retain(|&w| w != worker);
+    if paused {
+      self.paused.push(worker);
+    }
   }
 
   /// A freshly accepted connection.
@@ -69,6 +81,7 @@ impl<C> RoundRobin<C> {
     let free: usize = self
       .workers
       .iter()
+      .filter(|(w, _)| !self.paused.contains(w))
       .map(|&(_, n)| WINDOW.saturating_sub(n))
       .sum();
     free.saturating_sub(self.queue.len())
@@ -83,7 +96,10 @@ impl<C> RoundRobin<C> {
     let mut best: Option<usize> = None;
     for step in 0..len {
       let i = (self.next + step) % len;
-      let load = self.workers[i].1;
+      let (worker, load) = self.workers[i];
+      if self.paused.contains(&worker) {
+        continue;
+      }
       if load < WINDOW && best.is_none_or(|b| load < self.workers[b].1) {
         best = Some(i);
       }
@@ -167,6 +183,25 @@ mod tests {
     assert!(!rr.remove(8));
     assert!(rr.remove(7));
     assert_eq!(rr.drain(), vec![WINDOW + 1]);
+  }
+
+  #[test]
+  fn a_paused_worker_gets_nothing_until_resumed() {
+    let mut rr = RoundRobin::default();
+    rr.add(1);
+    rr.add(2);
+    rr.set_paused(1, true);
+    for c in 0..3 {
+      rr.push(c);
+      assert_eq!(rr.next_assignment(), Some((2, c)));
+      rr.settled(2);
+    }
+    assert_eq!(rr.room(), WINDOW);
+    rr.set_paused(2, true);
+    rr.push(9);
+    assert_eq!(rr.next_assignment(), None);
+    rr.set_paused(1, false);
+    assert_eq!(rr.next_assignment(), Some((1, 9)));
   }
 
   #[test]

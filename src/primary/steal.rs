@@ -1,0 +1,140 @@
+//! SCHED_REUSEPORT work stealing. The kernel spreads connections over the
+//! workers' SO_REUSEPORT sockets by a hash, blind to whether a worker is
+//! accepting. Every tick the engine looks at each socket's accept queue
+//! (TCP_INFO on the copy it keeps): a queue that stays non-empty without
+//! shrinking for a few ticks belongs to a worker that is stuck (or gone), so
+//! the engine accepts those connections itself and hands them to the other
+//! workers with `newconn`, as round-robin does. A healthy worker's queue is
+//! never touched: the data path stays the kernel's.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::libc;
+use nix::sys::socket::{accept4, SockFlag};
+use serde_json::Value;
+use tokio::task::{spawn_local, JoinHandle};
+
+use super::dispatch;
+use super::state::{Handle, Shared};
+use crate::sched::reuse_port::ReusePortPool;
+use crate::sched::round_robin::RoundRobin;
+
+/// How often the queues are looked at.
+const TICK: Duration = Duration::from_millis(10);
+/// Looks in a row a queue must stay non-empty and not shrink to count as stuck.
+const STUCK_TICKS: u32 = 3;
+
+pub(crate) struct Stealer {
+  /// Hands stolen connections to the workers of the pool that are not stuck.
+  pub rr: RoundRobin<Arc<OwnedFd>>,
+  /// The key as a JSON string literal, ready to splice into `newconn`.
+  pub key_json: String,
+  /// Per socket: (queue length at the last look, looks without progress).
+  queues: HashMap<RawFd, (u32, u32)>,
+  task: JoinHandle<()>,
+}
+
+impl Stealer {
+  pub fn new(state: &Shared, key: &str) -> Stealer {
+    Stealer {
+      rr: RoundRobin::default(),
+      key_json: Value::from(key).to_string(),
+      queues: HashMap::new(),
+      task: spawn_local(steal_loop(state.clone(), key.to_string())),
+    }
+  }
+
+  /// One look at every socket of `pool`: pauses the workers whose queue is
+  /// stuck and takes as many of their connections as the others have room
+  /// for. True when it took any.
+  fn look(&mut self, pool: &ReusePortPool) -> bool {
+    let mut stuck = Vec::new();
+    let mut stuck_workers = Vec::new();
+    for (fd, holders) in pool.slots() {
+      let queued = accept_queue(fd.as_raw_fd());
+      let (last, ticks) = self.queues.entry(fd.as_raw_fd()).or_insert((0, 0));
+      *ticks = if queued > 0 && queued >= *last {
+        *ticks + 1
+      } else {
+        0
+      };
+      *last = queued;
+      if *ticks >= STUCK_TICKS {
+        stuck.push((fd.clone(), queued));
+        stuck_workers.extend_from_slice(holders);
+      }
+    }
+    let live: Vec<RawFd> = pool.slots().map(|(fd, _)| fd.as_raw_fd()).collect();
+    self.queues.retain(|fd, _| live.contains(fd));
+    for (_, holders) in pool.slots() {
+      for &w in holders {
+        self.rr.set_paused(w, stuck_workers.contains(&w));
+      }
+    }
+    let mut took = false;
+    for (fd, queued) in stuck {
+      for _ in 0..queued {
+        if self.rr.room() == 0 {
+          return took;
+        }
+        let Ok(raw) = accept4(
+          fd.as_raw_fd(),
+          SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        ) else {
+          break;
+        };
+        // SAFETY: accept4 returned a new descriptor that nothing else owns.
+        self.rr.push(Arc::new(unsafe { OwnedFd::from_raw_fd(raw) }));
+        took = true;
+      }
+    }
+    took
+  }
+}
+
+impl Drop for Stealer {
+  fn drop(&mut self) {
+    self.task.abort();
+  }
+}
+
+async fn steal_loop(state: Shared, key: String) {
+  let mut tick = tokio::time::interval(TICK);
+  tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+  loop {
+    tick.tick().await;
+    let mut st = state.borrow_mut();
+    let took = match st.handles.get_mut(&key) {
+      Some(Handle::ReusePort(pool, _, _, stealer)) => stealer.look(pool),
+      _ => return,
+    };
+    if took {
+      dispatch::pump(&mut st, &key);
+    }
+  }
+}
+
+/// Connections waiting in a listen socket's accept queue (Linux reports it
+/// as `tcpi_unacked` for a listener); 0 when it cannot tell.
+fn accept_queue(fd: RawFd) -> u32 {
+  // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes.
+  unsafe {
+    let mut info: libc::tcp_info = std::mem::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = libc::getsockopt(
+      fd,
+      libc::IPPROTO_TCP,
+      libc::TCP_INFO,
+      (&mut info as *mut libc::tcp_info).cast(),
+      &mut len,
+    );
+    if rc == 0 {
+      info.tcpi_unacked
+    } else {
+      0
+    }
+  }
+}
