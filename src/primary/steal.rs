@@ -24,16 +24,35 @@ use crate::sched::round_robin::RoundRobin;
 
 /// How often the queues are looked at.
 const TICK: Duration = Duration::from_millis(10);
-/// Looks in a row a queue must stay non-empty and not shrink to count as stuck.
-const STUCK_TICKS: u32 = 3;
+/// Looks in a row a queue must stay non-empty and not shrink to count as
+/// stuck (100 ms: a saturated but working worker's queue shrinks now and
+/// then; a blocked one's never does).
+const STUCK_TICKS: u32 = 10;
+/// Once a socket was stuck, new connections on it are taken after this many
+/// looks, until its worker shows it accepts again.
+const SUSPECT_TICKS: u32 = 2;
+/// Looks with an empty queue after which a suspect socket is trusted again.
+const TRUST_TICKS: u32 = 10;
+
+/// What the stealer remembers of one socket.
+#[derive(Default)]
+struct Watch {
+  /// Queue length at the last look.
+  last: u32,
+  /// Looks in a row without the queue shrinking.
+  stalled: u32,
+  /// Looks in a row with an empty queue.
+  idle: u32,
+  /// Was stuck; not yet seen accepting again.
+  suspect: bool,
+}
 
 pub(crate) struct Stealer {
   /// Hands stolen connections to the workers of the pool that are not stuck.
   pub rr: RoundRobin<Arc<OwnedFd>>,
   /// The key as a JSON string literal, ready to splice into `newconn`.
   pub key_json: String,
-  /// Per socket: (queue length at the last look, looks without progress).
-  queues: HashMap<RawFd, (u32, u32)>,
+  queues: HashMap<RawFd, Watch>,
   task: JoinHandle<()>,
 }
 
@@ -52,26 +71,45 @@ impl Stealer {
   /// for. True when it took any.
   fn look(&mut self, pool: &ReusePortPool) -> bool {
     let mut stuck = Vec::new();
-    let mut stuck_workers = Vec::new();
+    let mut paused = Vec::new();
     for (fd, holders) in pool.slots() {
       let queued = accept_queue(fd.as_raw_fd());
-      let (last, ticks) = self.queues.entry(fd.as_raw_fd()).or_insert((0, 0));
-      *ticks = if queued > 0 && queued >= *last {
-        *ticks + 1
+      let w = self.queues.entry(fd.as_raw_fd()).or_default();
+      if queued > 0 && queued >= w.last {
+        w.stalled += 1;
       } else {
-        0
+        // Shrunk by itself: its worker accepts.
+        if queued > 0 {
+          w.suspect = false;
+        }
+        w.stalled = 0;
+      }
+      w.idle = if queued == 0 { w.idle + 1 } else { 0 };
+      if w.idle >= TRUST_TICKS {
+        w.suspect = false;
+      }
+      w.last = queued;
+      let limit = if w.suspect {
+        SUSPECT_TICKS
+      } else {
+        STUCK_TICKS
       };
-      *last = queued;
-      if *ticks >= STUCK_TICKS {
+      if w.stalled >= limit {
         stuck.push((fd.clone(), queued));
-        stuck_workers.extend_from_slice(holders);
+        // What is taken now is gone from the queue: start counting afresh.
+        w.suspect = true;
+        w.stalled = 0;
+        w.last = 0;
+      }
+      if w.suspect {
+        paused.extend_from_slice(holders);
       }
     }
     let live: Vec<RawFd> = pool.slots().map(|(fd, _)| fd.as_raw_fd()).collect();
     self.queues.retain(|fd, _| live.contains(fd));
     for (_, holders) in pool.slots() {
       for &w in holders {
-        self.rr.set_paused(w, stuck_workers.contains(&w));
+        self.rr.set_paused(w, paused.contains(&w));
       }
     }
     let mut took = false;
