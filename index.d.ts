@@ -88,7 +88,9 @@ interface RclusterExtensions {
   /**
    * Scheduling policy: one SO_REUSEPORT listen socket per worker, created and
    * kept by the primary; the kernel spreads connections, and a replacement
-   * worker inherits a dead worker's socket and queue. Also selected by
+   * worker inherits a dead worker's socket and queue. Connections stuck in
+   * the queue of a blocked (or dead) worker for 100 ms are taken by the
+   * primary and handed to the other workers. Also selected by
    * `NODE_CLUSTER_SCHED_POLICY=reuseport`. Falls back to SCHED_RR (with a
    * warning) where SO_REUSEPORT is missing.
    */
