@@ -41,3 +41,24 @@ test('connections made while the only worker restarts are served by its replacem
     app.kill();
   }
 });
+
+test('connections queued on a crashed worker\'s socket are served by the others when no replacement comes', async () => {
+  const app = startFixture('http-server.js', { env: { NODE_CLUSTER_SCHED_POLICY: 'reuseport', WORKERS: '2' } });
+  try {
+    const { ready } = await app.next((e) => e.ready);
+    const pids = new Set();
+    for (let i = 0; i < 20 && pids.size < 2; i++) pids.add(Number(await get(ready)));
+    expect(pids.size).toBe(2);
+    const [dead, live] = [...pids];
+    process.kill(dead, 'SIGKILL');
+    await app.next((e) => e.exit !== undefined);
+    // The kernel keeps hashing about half of these to the dead worker's
+    // socket, which the primary keeps open; the primary takes them from its
+    // stuck queue and hands them to the live worker.
+    const bodies = await Promise.all(Array.from({ length: 20 }, () => get(ready, { timeout: 10000 })));
+    expect(new Set(bodies.map(Number))).toEqual(new Set([live]));
+    expect((await app.stop('SIGTERM')).code).toBe(0);
+  } finally {
+    app.kill();
+  }
+});
