@@ -7,7 +7,6 @@
 //! workers with `newconn`, as round-robin does. A healthy worker's queue is
 //! never touched: the data path stays the kernel's.
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +51,8 @@ pub(crate) struct Stealer {
   pub rr: RoundRobin<Arc<OwnedFd>>,
   /// The key as a JSON string literal, ready to splice into `newconn`.
   pub key_json: String,
-  queues: HashMap<RawFd, Watch>,
+  /// One per socket of the pool, in the pool's order (sockets are only ever added).
+  queues: Vec<Watch>,
   task: JoinHandle<()>,
 }
 
@@ -61,7 +61,7 @@ impl Stealer {
     Stealer {
       rr: RoundRobin::default(),
       key_json: Value::from(key).to_string(),
-      queues: HashMap::new(),
+      queues: Vec::new(),
       task: spawn_local(steal_loop(state.clone(), key.to_string())),
     }
   }
@@ -72,9 +72,12 @@ impl Stealer {
   fn look(&mut self, pool: &ReusePortPool) -> bool {
     let mut stuck = Vec::new();
     let mut paused = Vec::new();
-    for (fd, holders) in pool.slots() {
+    for (i, (fd, holders)) in pool.slots().enumerate() {
       let queued = accept_queue(fd.as_raw_fd());
-      let w = self.queues.entry(fd.as_raw_fd()).or_default();
+      if self.queues.len() <= i {
+        self.queues.push(Watch::default());
+      }
+      let w = &mut self.queues[i];
       if queued > 0 && queued >= w.last {
         w.stalled += 1;
       } else {
@@ -105,8 +108,6 @@ impl Stealer {
         paused.extend_from_slice(holders);
       }
     }
-    let live: Vec<RawFd> = pool.slots().map(|(fd, _)| fd.as_raw_fd()).collect();
-    self.queues.retain(|fd, _| live.contains(fd));
     for (_, holders) in pool.slots() {
       for &w in holders {
         self.rr.set_paused(w, paused.contains(&w));
