@@ -9,11 +9,10 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use crate::error::Error as EngineError;
+use crate::primary::pressure::Pressure;
 use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
 
 type EventFn = ThreadsafeFunction<Vec<JsEvent>, (), Vec<JsEvent>, Status, false, true>;
-
-use crate::primary::pressure::Pressure;
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
 static EVENTS: OnceLock<Arc<EventFn>> = OnceLock::new();
@@ -422,13 +421,10 @@ pub fn send_bytes(id: u32, message: Buffer, now: bool) -> Result<bool> {
 /// False if the worker is gone.
 #[napi]
 pub fn send_handle(id: u32, envelope: Buffer, fd: i32, now: bool) -> Result<bool> {
-  use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
   // SAFETY: `fd` is a live descriptor of a JS handle, borrowed only for the dup.
-  let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-  let dup = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+  let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+  let dup = crate::ipc::fdpass::dup_cloexec(borrowed, 3)
     .map_err(|e| js_error(EngineError::sys(e, "dup", "handle")))?;
-  // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
-  let dup = unsafe { OwnedFd::from_raw_fd(dup) };
   Ok(
     engine()?
       .send_handle(id, envelope.to_vec(), dup, now)

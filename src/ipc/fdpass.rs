@@ -6,6 +6,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
+/// A close-on-exec duplicate of `fd` numbered `floor` or above, owned by the
+/// caller: how the primary keeps its own copy of a descriptor it hands on.
+pub fn dup_cloexec(fd: BorrowedFd<'_>, floor: RawFd) -> nix::Result<OwnedFd> {
+  let dup = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(floor))?;
+  // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+  Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
 /// Sends `data` in one `sendmsg`, with `pass` attached when given.
 /// Returns how many bytes went out (a stream socket may take fewer).
 pub fn send(sock: BorrowedFd<'_>, data: &[u8], pass: Option<RawFd>) -> nix::Result<usize> {

@@ -37,6 +37,15 @@ struct Inner {
   closed: bool,
 }
 
+impl Inner {
+  /// No more writes: queued messages and un-acked descriptors are dropped.
+  fn shut(&mut self) {
+    self.closed = true;
+    self.queue.clear();
+    self.unacked.clear();
+  }
+}
+
 pub struct Lane {
   channel: Arc<Channel>,
   inner: Mutex<Inner>,
@@ -83,8 +92,7 @@ impl Lane {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         // EPIPE and friends: the reader will see the channel end and report it.
         Err(_) => {
-          inner.closed = true;
-          inner.queue.clear();
+          inner.shut();
           return Ok(());
         }
       }
@@ -155,10 +163,7 @@ impl Lane {
 
   /// No more writes; queued messages and un-acked descriptors are dropped.
   pub fn close(&self) {
-    let mut inner = self.lock();
-    inner.closed = true;
-    inner.queue.clear();
-    inner.unacked.clear();
+    self.lock().shut();
     self.queued.notify_one();
   }
 }

@@ -36,8 +36,8 @@ pub(crate) fn on_frames(
       Frame::UserBytes(payload) => batch.push_bytes(&payload),
       Frame::HandleBytes(payload) => {
         batch.flush(id, &mut events);
-        let mut v8 = (payload.len() as u32).to_be_bytes().to_vec();
-        v8.extend_from_slice(&payload);
+        let mut v8 = Vec::new();
+        push_length_prefixed(&mut v8, &payload);
         got_handle(&mut st, id, fds, Some(v8), None, &mut events);
       }
       Frame::Internal(msg) => {
@@ -120,10 +120,7 @@ impl Batch {
   /// A user message in `advanced` serialization: kept length-prefixed, so
   /// JS can split the batch and hand each payload to v8's deserializer.
   fn push_bytes(&mut self, payload: &[u8]) {
-    self
-      .v8
-      .extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    self.v8.extend_from_slice(payload);
+    push_length_prefixed(&mut self.v8, payload);
   }
 
   fn flush(&mut self, id: u32, events: &mut Vec<Event>) {
@@ -141,6 +138,12 @@ impl Batch {
     self.count = 0;
     events.push(Event::Messages { id, array });
   }
+}
+
+/// V8 payloads go to JS each behind its 4-byte big-endian length.
+fn push_length_prefixed(out: &mut Vec<u8>, payload: &[u8]) {
+  out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+  out.extend_from_slice(payload);
 }
 
 fn on_internal(
@@ -176,24 +179,20 @@ fn on_internal(
       }
     }
     "NODE_CLUSTER" => on_cluster(st, state, id, msg, events),
-    // rcluster's worker hook: heartbeats feed the watchdog; all go to JS.
-    "NODE_RCLUSTER" => {
-      if msg["act"] == "heartbeat" {
+    // JS answers these: rcluster's worker hook (heartbeats also feed the
+    // watchdog here), and the sockets sent between the processes, whose
+    // count JS keeps per server key.
+    cmd @ ("NODE_RCLUSTER"
+    | "NODE_SOCKET_NOTIFY_CLOSE"
+    | "NODE_SOCKET_GET_COUNT"
+    | "NODE_SOCKET_ALL_CLOSED"
+    | "NODE_SOCKET_COUNT") => {
+      if cmd == "NODE_RCLUSTER" && msg["act"] == "heartbeat" {
         let now = st.now_ms();
         if let Some(beat) = st.workers.get_mut(&id).and_then(|s| s.beat.as_mut()) {
           beat.heard(now);
         }
       }
-      events.push(Event::Internal {
-        id,
-        json: msg.to_string(),
-      });
-    }
-    // Sockets sent between the processes: JS keeps their count per server key.
-    "NODE_SOCKET_NOTIFY_CLOSE"
-    | "NODE_SOCKET_GET_COUNT"
-    | "NODE_SOCKET_ALL_CLOSED"
-    | "NODE_SOCKET_COUNT" => {
       events.push(Event::Internal {
         id,
         json: msg.to_string(),

@@ -133,6 +133,24 @@ pub(crate) enum Command {
 /// and can never reach a recycled pid.
 pub(crate) type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
 
+/// Signals worker `id` through its pidfd, from either thread. `Ok(false)`
+/// when it is already gone.
+pub(crate) fn signal_worker(pidfds: &PidFds, id: u32, sig: i32) -> Result<bool> {
+  let pidfd = crate::sync::lock(pidfds).get(&id).cloned();
+  let Some(pidfd) = pidfd else {
+    return Ok(false);
+  };
+  match spawn::pidfd_kill(&pidfd, sig) {
+    Ok(()) => Ok(true),
+    // ESRCH: exited and reaped between lookup and signal; benign.
+    Err(Error::Sys {
+      errno: nix::errno::Errno::ESRCH,
+      ..
+    }) => Ok(false),
+    Err(e) => Err(e),
+  }
+}
+
 /// Write sides of connected workers' channels, shared with the JS thread so
 /// a user message is written from the thread that sends it.
 pub(crate) type Lanes = Arc<Mutex<HashMap<u32, Arc<Lane>>>>;
@@ -243,22 +261,7 @@ impl Engine {
 
   /// Signals a worker. `Ok(false)` when it is already gone (Node's ESRCH case).
   pub fn kill(&self, id: u32, sig: i32) -> Result<bool> {
-    let pidfd = {
-      let map = crate::sync::lock(&self.pidfds);
-      map.get(&id).cloned()
-    };
-    let Some(pidfd) = pidfd else {
-      return Ok(false);
-    };
-    match spawn::pidfd_kill(&pidfd, sig) {
-      Ok(()) => Ok(true),
-      // ESRCH: exited and reaped between lookup and signal; benign.
-      Err(Error::Sys {
-        errno: nix::errno::Errno::ESRCH,
-        ..
-      }) => Ok(false),
-      Err(e) => Err(e),
-    }
+    signal_worker(&self.pidfds, id, sig)
   }
 
   fn command(&self, cmd: Command) -> Result<()> {

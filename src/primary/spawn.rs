@@ -56,13 +56,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
     .max(3) as i32;
   // Both ends close-on-exec; the child's end is dup2'd to `ipc_index` after
   // fork, which clears the flag on the copy only.
-  let (ours, theirs) = socketpair(
-    AddressFamily::Unix,
-    SockType::Stream,
-    None,
-    SockFlag::SOCK_CLOEXEC,
-  )
-  .map_err(|e| Error::sys(e, "socketpair", ""))?;
+  let (ours, theirs) = stream_pair("")?;
   // A larger send buffer on both ends lets a burst of messages go out in the
   // writer's own synchronous writes instead of piling up in its queue.
   // Best effort: the kernel caps it at net.core.wmem_max.
@@ -91,7 +85,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   // they are put in place after fork.
   let slot = |i: usize| spec.stdio.get(i).cloned().unwrap_or(StdioSpec::Inherit);
   let mut pipes: Vec<Option<OwnedFd>> = Vec::new();
-  let mut std_slots: Vec<Stdio> = Vec::new();
+  let mut std_ends: [Option<OwnedFd>; 3] = Default::default();
   let mut placed: Vec<(i32, OwnedFd)> = vec![(ipc_index, theirs)];
   for i in 0..spec.stdio.len().max(3) {
     let target = i as i32;
@@ -99,13 +93,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
       StdioSpec::Ipc | StdioSpec::Ignore => (None, None),
       // As libuv: a pipe is a unix stream socketpair.
       StdioSpec::Pipe => {
-        let (mine, child_end) = socketpair(
-          AddressFamily::Unix,
-          SockType::Stream,
-          None,
-          SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| Error::sys(e, "socketpair", format!("stdio {i}")))?;
+        let (mine, child_end) = stream_pair(&format!("stdio {i}"))?;
         (Some(mine), Some(child_end))
       }
       // Node's own stdio fds may be close-on-exec, so "inherit" hands over a
@@ -115,17 +103,14 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
       StdioSpec::Fd(fd) => (None, Some(dup_cloexec(fd)?)),
     };
     pipes.push(ours_end);
-    if i < 3 {
-      std_slots.push(child_end.map_or_else(Stdio::null, Stdio::from));
+    if let Some(std_end) = std_ends.get_mut(i) {
+      *std_end = child_end;
     } else if let Some(fd) = child_end {
       placed.push((target, fd));
     }
   }
-  let mut std_slots = std_slots.into_iter();
-  let mut next_std = || std_slots.next().unwrap_or_else(Stdio::null);
-  cmd.stdin(next_std());
-  cmd.stdout(next_std());
-  cmd.stderr(next_std());
+  let [stdin, stdout, stderr] = std_ends.map(|end| end.map_or_else(Stdio::null, Stdio::from));
+  cmd.stdin(stdin).stdout(stdout).stderr(stderr);
 
   // Every source above every slot, so that no move in the child can
   // overwrite a source a later move still needs.
@@ -159,6 +144,17 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   })
 }
 
+/// A close-on-exec unix stream socketpair (the channel, and `pipe` slots as libuv makes them).
+fn stream_pair(what: &str) -> Result<(OwnedFd, OwnedFd)> {
+  socketpair(
+    AddressFamily::Unix,
+    SockType::Stream,
+    None,
+    SockFlag::SOCK_CLOEXEC,
+  )
+  .map_err(|e| Error::sys(e, "socketpair", what.to_string()))
+}
+
 /// A close-on-exec duplicate, so the child gets `fd` without the primary
 /// giving up its own.
 fn dup_cloexec(fd: i32) -> Result<OwnedFd> {
@@ -167,14 +163,11 @@ fn dup_cloexec(fd: i32) -> Result<OwnedFd> {
 
 /// A close-on-exec duplicate numbered `floor` or above.
 fn dup_at_least(fd: i32, floor: i32) -> Result<OwnedFd> {
-  let dup = nix::fcntl::fcntl(
-    // SAFETY: only borrowed for the duration of the fcntl call.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(floor),
-  )
-  .map_err(|e| Error::sys(e, "dup", format!("stdio fd {fd}")))?;
-  // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
-  Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+  // SAFETY: only borrowed for the duration of the fcntl call; a closed
+  // number fails with EBADF.
+  let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+  crate::ipc::fdpass::dup_cloexec(borrowed, floor)
+    .map_err(|e| Error::sys(e, "dup", format!("stdio fd {fd}")))
 }
 
 /// In the child between fork and exec. `moves` are (descriptor, slot) pairs.

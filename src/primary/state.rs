@@ -272,11 +272,8 @@ async fn watch(state: Shared) {
       }
     }
     for (id, sig) in signals {
-      let pidfd = crate::sync::lock(&st.pidfds).get(&id).cloned();
-      if let Some(pidfd) = pidfd {
-        // ESRCH: it died meanwhile, which is what we wanted.
-        let _ = super::spawn::pidfd_kill(&pidfd, sig);
-      }
+      // Already gone: it died meanwhile, which is what we wanted.
+      let _ = super::signal_worker(&st.pidfds, id, sig);
     }
     st.emit(events);
   }

@@ -36,10 +36,11 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   );
   let lane = Arc::new(Lane::new(channel.clone()));
   let pidfd = Arc::new(child.pidfd);
+  let advanced = spec.serialization == "advanced";
   {
     let mut st = state.borrow_mut();
     let mut slot = Slot::new(channel.clone(), lane.clone());
-    slot.advanced = spec.serialization == "advanced";
+    slot.advanced = advanced;
     if st.watchdog.is_some() {
       slot.beat = Some(Beat::new(st.now_ms()));
     }
@@ -47,7 +48,7 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
     crate::sync::lock(&st.lanes).insert(id, lane.clone());
     crate::sync::lock(&st.pidfds).insert(id, pidfd.clone());
   }
-  let decoder = if spec.serialization == "advanced" {
+  let decoder = if advanced {
     StreamDecoder::V8(Default::default())
   } else {
     StreamDecoder::Json(Default::default())

@@ -66,6 +66,15 @@ impl Target {
     let address = msg.get("address").and_then(Value::as_str);
     let address_type = &msg["addressType"];
     let einval = |what: &str| Error::sys(nix::errno::Errno::EINVAL, "listen", what.to_string());
+    let port = || {
+      let port = msg["port"].as_i64().unwrap_or(0);
+      u16::try_from(port).map_err(|_| einval(&format!("port {port}")))
+    };
+    let ip = |a: &str| {
+      a.parse::<IpAddr>()
+        .map_err(|_| Error::sys(nix::errno::Errno::EINVAL, "bind", a.to_string()))
+    };
+    let flags = msg["flags"].as_u64().unwrap_or(0);
     if let Some(fd) = msg["fd"].as_i64().filter(|&fd| fd >= 0) {
       let fd = i32::try_from(fd).map_err(|_| einval(&format!("fd {fd}")))?;
       return Ok(Target::Fd(fd));
@@ -79,16 +88,11 @@ impl Target {
       };
       let address = match address {
         None | Some("") => any,
-        Some(a) => a
-          .parse::<IpAddr>()
-          .map_err(|_| Error::sys(nix::errno::Errno::EINVAL, "bind", a.to_string()))?,
+        Some(a) => ip(a)?,
       };
-      let port = msg["port"].as_i64().unwrap_or(0);
-      let port = u16::try_from(port).map_err(|_| einval(&format!("port {port}")))?;
-      let flags = msg["flags"].as_u64().unwrap_or(0);
       return Ok(Target::Udp {
         address,
-        port,
+        port: port()?,
         reuse_addr: flags & UV_UDP_REUSEADDR != 0,
         ipv6_only: flags & UV_UDP_IPV6ONLY != 0,
       });
@@ -101,16 +105,11 @@ impl Target {
     if !matches!(address_type.as_i64(), Some(4) | Some(6)) {
       return Err(einval(&format!("addressType {address_type}")));
     }
-    let port = msg["port"].as_i64().unwrap_or(0);
-    let port = u16::try_from(port).map_err(|_| einval(&format!("port {port}")))?;
+    let port = port()?;
     let address = match address {
       None | Some("") => None,
-      Some(a) => Some(
-        a.parse::<IpAddr>()
-          .map_err(|_| Error::sys(nix::errno::Errno::EINVAL, "bind", a.to_string()))?,
-      ),
+      Some(a) => Some(ip(a)?),
     };
-    let flags = msg["flags"].as_u64().unwrap_or(0);
     Ok(Target::Tcp {
       address,
       port,
@@ -228,7 +227,7 @@ fn bind_target_with(target: &Target, reuse_port: bool) -> Result<Bound> {
 /// first (as listenfd checks inherited fds): a bad number is EINVAL, never a
 /// stray descriptor.
 fn dup_stream_socket(fd: i32) -> Result<OwnedFd> {
-  use std::os::fd::{BorrowedFd, FromRawFd};
+  use std::os::fd::BorrowedFd;
   let einval = || Error::sys(nix::errno::Errno::EINVAL, "listen", format!("fd {fd}"));
   // SAFETY: borrowed only for these calls; on a closed number they fail with
   // EBADF instead of touching anything.
@@ -237,10 +236,7 @@ fn dup_stream_socket(fd: i32) -> Result<OwnedFd> {
   if kind != SockType::Stream {
     return Err(einval());
   }
-  let dup = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-    .map_err(|e| Error::sys(e, "dup", format!("fd {fd}")))?;
-  // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
-  Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+  crate::ipc::fdpass::dup_cloexec(borrowed, 3).map_err(|e| Error::sys(e, "dup", format!("fd {fd}")))
 }
 
 /// Node's `path.relative(process.cwd(), address)`, kept only when shorter.
