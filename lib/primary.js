@@ -214,7 +214,8 @@ function createWorkerProcess(id, env) {
   for (const [k, v] of Object.entries(workerEnv)) {
     if (v !== undefined) envList.push(`${k}=${v}`);
   }
-  const proc = new WorkerProcess(native, id, file, [file, ...args], settings.serialization || 'json');
+  const serialization = settings.serialization || 'json';
+  const proc = new WorkerProcess(native, id, file, [file, ...args], serialization);
   const res = native.spawn({
     id,
     file,
@@ -224,7 +225,7 @@ function createWorkerProcess(id, env) {
     uid: settings.uid,
     gid: settings.gid,
     stdio: stdioArray(settings.stdio, settings.silent),
-    serialization: settings.serialization || 'json',
+    serialization,
   });
   if (res.error) {
     // As ChildProcess: a spawn failure is an 'error' event, then 'exit' with the errno.
@@ -327,13 +328,7 @@ cluster.disconnect = function disconnect(cb) {
 
 // ---------------------------------------------------------------- supervision
 
-const supervisor = supervise.install(cluster, native, live, () => ids + 1);
-const { metrics } = cluster;
-// Nothing to ask the engine before the first fork.
-cluster.metrics = function metricsOrEmpty(...args) {
-  if (!started) return { primary: { pid: process.pid, rssBytes: process.memoryUsage.rss() }, workers: [] };
-  return Reflect.apply(metrics, this, args);
-};
+const supervisor = supervise.install(cluster, native, live, () => ids + 1, () => started);
 
 // ---------------------------------------------------------------- engine events
 

@@ -317,7 +317,7 @@ const kDgramState = (socket) => Object.getOwnPropertySymbols(socket)
 // as child_process's handleConversion names them.
 function describeHandle(handle) {
   if (handle instanceof net.Socket) {
-    if (!handle._handle) throw errors.ERR_INVALID_HANDLE_TYPE();
+    // (A socket already sent away never gets here: it goes as the bare message.)
     const extra = handle.server ? { key: handle.server._connectionKey } : {};
     return { type: 'net.Socket', fd: handle._handle.fd, extra };
   }

@@ -25,12 +25,19 @@ function validateNumber(value, name, min = 0) {
   if (value < min || !Number.isFinite(value)) throw errors.ERR_OUT_OF_RANGE(name, `>= ${min}`, value);
 }
 
-function resolveRestart(restart) {
-  if (restart === undefined || restart === false) return null;
-  if (restart === true) restart = {};
-  if (restart === null || typeof restart !== 'object') {
-    throw errors.ERR_INVALID_ARG_TYPE('options.restart', ['boolean', 'object'], restart);
+// `true | { ... }` options: null when off, an object of overrides when on.
+function optionObject(value, name) {
+  if (value === undefined || value === false) return null;
+  if (value === true) return {};
+  if (value === null || typeof value !== 'object') {
+    throw errors.ERR_INVALID_ARG_TYPE(name, ['boolean', 'object'], value);
   }
+  return value;
+}
+
+function resolveRestart(option) {
+  const restart = optionObject(option, 'options.restart');
+  if (restart === null) return null;
   const backoff = { ...RESTART_DEFAULTS.backoff, ...(restart.backoff || {}) };
   const r = { ...RESTART_DEFAULTS, ...restart, backoff };
   validateNumber(r.maxRestarts, 'options.restart.maxRestarts');
@@ -42,12 +49,9 @@ function resolveRestart(restart) {
   return r;
 }
 
-function resolveHeartbeat(heartbeat) {
-  if (heartbeat === undefined || heartbeat === false) return null;
-  if (heartbeat === true) heartbeat = {};
-  if (heartbeat === null || typeof heartbeat !== 'object') {
-    throw errors.ERR_INVALID_ARG_TYPE('options.heartbeat', ['boolean', 'object'], heartbeat);
-  }
+function resolveHeartbeat(option) {
+  const heartbeat = optionObject(option, 'options.heartbeat');
+  if (heartbeat === null) return null;
   const h = { interval: 1000, timeout: 10000, ...heartbeat };
   validateNumber(h.interval, 'options.heartbeat.interval', 1);
   validateNumber(h.timeout, 'options.heartbeat.timeout', 1);
@@ -75,9 +79,10 @@ function validateSupervision(s) {
 /**
  * Installs supervision on the primary's cluster object.
  * `native` is the engine binding; `live` maps ids to workers the engine still
- * tracks; `nextId()` is the id the next fork() will get.
+ * tracks; `nextId()` is the id the next fork() will get; `started()` says
+ * whether the engine runs yet (nothing to ask it before the first fork).
  */
-function install(cluster, native, live, nextId) {
+function install(cluster, native, live, nextId, started) {
   let restart = null;
   let tracker = null;
   let heartbeat = null;
@@ -91,20 +96,17 @@ function install(cluster, native, live, nextId) {
   // unless the restart options really changed.
   function configure(settings) {
     const next = resolveRestart(settings.restart);
-    if (JSON.stringify(next) === JSON.stringify(restart)) {
-      heartbeat = resolveHeartbeat(settings.heartbeat);
-      installSignals(settings);
-      return;
+    if (JSON.stringify(next) !== JSON.stringify(restart)) {
+      restart = next;
+      tracker = restart ? new native.RestartTracker({
+        maxRestarts: restart.maxRestarts,
+        window: restart.window,
+        minUptime: restart.minUptime,
+        backoffInitial: restart.backoff.initial,
+        backoffMax: restart.backoff.max,
+        backoffFactor: restart.backoff.factor,
+      }) : null;
     }
-    restart = next;
-    tracker = restart ? new native.RestartTracker({
-      maxRestarts: restart.maxRestarts,
-      window: restart.window,
-      minUptime: restart.minUptime,
-      backoffInitial: restart.backoff.initial,
-      backoffMax: restart.backoff.max,
-      backoffFactor: restart.backoff.factor,
-    }) : null;
     heartbeat = resolveHeartbeat(settings.heartbeat);
     installSignals(settings);
   }
@@ -280,7 +282,7 @@ function install(cluster, native, live, nextId) {
   };
 
   cluster.metrics = function metrics() {
-    const stats = new Map(native.workerStats().map((s) => [s.id, s]));
+    const stats = new Map(started() ? native.workerStats().map((s) => [s.id, s]) : []);
     const now = Date.now();
     const workers = Object.values(cluster.workers).map((w) => {
       const s = stats.get(w.id) || {};
