@@ -14,14 +14,8 @@ const MODULES = { node: 'node:cluster', rcluster: ROOT };
  * { code, signal, events, stdout, stderr }.
  */
 function runFixture(name, { module = 'rcluster', env = {}, timeout = 20000, args = [], spawnOptions = {} } = {}) {
-  const file = path.join(__dirname, 'fixtures', name);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file, ...args], {
-      env: { ...process.env, CLUSTER_MODULE: MODULES[module], ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group, so a timeout can kill workers too
-      ...spawnOptions,
-    });
+    const child = spawnFixture(name, { module, env, args, spawnOptions });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
@@ -42,6 +36,16 @@ function runFixture(name, { module = 'rcluster', env = {}, timeout = 20000, args
       }
       resolve({ code, signal, events, stdout, stderr });
     });
+  });
+}
+
+/** Starts __test__/fixtures/<name> in its own process group, stdout and stderr piped. */
+function spawnFixture(name, { module, env, args, spawnOptions }) {
+  return spawn(process.execPath, [path.join(__dirname, 'fixtures', name), ...args], {
+    env: { ...process.env, CLUSTER_MODULE: MODULES[module], ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, so a timeout can kill workers too
+    ...spawnOptions,
   });
 }
 
@@ -86,13 +90,7 @@ module.exports = { runFixture, runBoth, killGroup, alive, waitFor, ROOT, MODULES
  * `stop(signal)` signals the primary and resolves with its exit; `kill()` kills the group.
  */
 function startFixture(name, { module = 'rcluster', env = {}, args = [], spawnOptions = {} } = {}) {
-  const file = path.join(__dirname, 'fixtures', name);
-  const child = spawn(process.execPath, [file, ...args], {
-    env: { ...process.env, CLUSTER_MODULE: MODULES[module], ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-    ...spawnOptions,
-  });
+  const child = spawnFixture(name, { module, env, args, spawnOptions });
   const events = [];
   const waiters = [];
   let buf = '';
