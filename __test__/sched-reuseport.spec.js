@@ -62,3 +62,25 @@ test('connections queued on a crashed worker\'s socket are served by the others 
     app.kill();
   }
 });
+
+test('a dead worker\'s socket gets no new connections: the live worker takes them from the kernel, not from the primary', async () => {
+  const app = startFixture('http-server.js', { env: { NODE_CLUSTER_SCHED_POLICY: 'reuseport', WORKERS: '2' } });
+  try {
+    const { ready } = await app.next((e) => e.ready);
+    const pids = new Set();
+    for (let i = 0; i < 20 && pids.size < 2; i++) pids.add(Number(await get(ready)));
+    expect(pids.size).toBe(2);
+    const [dead, live] = [...pids];
+    process.kill(dead, 'SIGKILL');
+    await app.next((e) => e.exit !== undefined);
+    for (let i = 0; i < 40; i++) expect(Number(await get(ready, { timeout: 10000 }))).toBe(live);
+    // Steered by the kernel: nothing waited on the dead socket to be taken
+    // and handed over by the primary (without steering about half would).
+    app.child.kill('SIGHUP');
+    const { dispatched } = await app.next((e) => e.dispatched);
+    expect(dispatched).toEqual([[expect.any(Number), 0]]);
+    expect((await app.stop('SIGTERM')).code).toBe(0);
+  } finally {
+    app.kill();
+  }
+});

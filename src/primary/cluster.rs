@@ -270,7 +270,7 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
     created = create_handle(st, state, &key, msg, id);
   } else if let Some(Handle::ReusePort(pool, _, target, _)) = st.handles.get_mut(&key) {
     let predecessor = st.heirs.get(&id).copied();
-    created = join_pool(pool, target, id, predecessor);
+    created = join_pool(pool, target, id, predecessor, backlog(msg));
   }
   let mut reply = Map::new();
   reply.insert("key".into(), key.clone().into());
@@ -300,6 +300,7 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
         Handle::ReusePort(pool, _, _, stealer) => {
           fd = pool.socket_of(id).map(|s| (s, NET_NATIVE));
           stealer.rr.add(id);
+          stealer.steer(pool);
         }
       }
     }
@@ -320,7 +321,7 @@ fn create_handle(
   let target = Target::from_query(msg)?;
   let data = msg["data"].clone();
   if st.policy == SCHED_REUSEPORT && matches!(target, Target::Tcp { .. }) {
-    let first = listen::bind_reuse_port(&target)?;
+    let first = listen_reuse_port(&target, backlog(msg))?;
     // Port 0: every later socket of the pool binds the port the first got.
     let port = listen::sockname(&first.fd)
       .and_then(|n| n["port"].as_u64())
@@ -358,6 +359,7 @@ fn join_pool(
   target: &Target,
   id: u32,
   predecessor: Option<u32>,
+  backlog: i32,
 ) -> crate::error::Result<()> {
   if pool.has(id) {
     return Ok(());
@@ -368,8 +370,17 @@ fn join_pool(
   if pool.take_free(id).is_some() {
     return Ok(());
   }
-  pool.add(listen::bind_reuse_port(target)?, id);
+  pool.add(listen_reuse_port(target, backlog)?, id);
   Ok(())
+}
+
+/// A new socket of a SO_REUSEPORT pool, listening at once: the group's order
+/// (what steering counts by) is the order sockets start listening, which is
+/// then the pool's, whatever order the workers wrap them in.
+fn listen_reuse_port(target: &Target, backlog: i32) -> crate::error::Result<listen::Bound> {
+  let bound = listen::bind_reuse_port(target)?;
+  listen::start_listening(&bound.fd, backlog)?;
+  Ok(bound)
 }
 
 /// The listen backlog a query asks for, as Node's `backlog || 511`: a worker

@@ -45,7 +45,9 @@ impl Handle {
       Handle::RoundRobin(h, _) => h.rr.remove(worker),
       Handle::ReusePort(pool, _, _, stealer) => {
         stealer.rr.remove(worker);
-        pool.remove(worker, on_purpose)
+        let close = pool.remove(worker, on_purpose);
+        stealer.steer(pool);
+        close
       }
     }
   }

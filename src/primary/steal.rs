@@ -6,8 +6,13 @@
 //! the engine accepts those connections itself and hands them to the other
 //! workers with `newconn`, as round-robin does. A healthy worker's queue is
 //! never touched: the data path stays the kernel's.
+//!
+//! The stealer also steers the group (`sched::steer`): a socket no worker
+//! holds (its worker left or died) gets no new connections while other
+//! workers can take them, and a stuck worker's socket only a trickle, to see
+//! whether it accepts again.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +25,7 @@ use super::dispatch;
 use super::state::{Handle, Shared};
 use crate::sched::reuse_port::ReusePortPool;
 use crate::sched::round_robin::RoundRobin;
+use crate::sched::steer;
 
 /// How often the queues are looked at.
 const TICK: Duration = Duration::from_millis(10);
@@ -32,6 +38,11 @@ const STUCK_TICKS: u32 = 10;
 const SUSPECT_TICKS: u32 = 2;
 /// Looks with an empty queue after which a suspect socket is trusted again.
 const TRUST_TICKS: u32 = 10;
+/// Steering weight of a socket whose worker accepts.
+const HEALTHY: u32 = 8;
+/// Steering weight of a suspect socket: a probe, taken after SUSPECT_TICKS
+/// if its worker still does not accept.
+const PROBE: u32 = 1;
 
 /// What the stealer remembers of one socket.
 #[derive(Default)]
@@ -53,6 +64,8 @@ pub(crate) struct Stealer {
   pub key_json: String,
   /// One per socket of the pool, in the pool's order (sockets are only ever added).
   queues: Vec<Watch>,
+  /// The steering weights last attached to the group (empty: none yet).
+  weights: Vec<u32>,
   task: JoinHandle<()>,
 }
 
@@ -62,6 +75,7 @@ impl Stealer {
       rr: RoundRobin::default(),
       key_json: Value::from(key).to_string(),
       queues: Vec::new(),
+      weights: Vec::new(),
       task: spawn_local(steal_loop(state.clone(), key.to_string())),
     }
   }
@@ -92,7 +106,8 @@ impl Stealer {
         w.suspect = false;
       }
       w.last = queued;
-      let limit = if w.suspect {
+      // A socket nobody holds gets nothing new: what waits on it goes soon.
+      let limit = if w.suspect || holders.is_empty() {
         SUSPECT_TICKS
       } else {
         STUCK_TICKS
@@ -113,6 +128,7 @@ impl Stealer {
         self.rr.set_paused(w, paused.contains(&w));
       }
     }
+    self.steer(pool);
     let mut took = false;
     for (fd, queued) in stuck {
       for _ in 0..queued {
@@ -131,6 +147,34 @@ impl Stealer {
       }
     }
     took
+  }
+}
+
+impl Stealer {
+  /// Re-steers the group when who should get new connections changed: the
+  /// sockets of healthy workers share them, a suspect one gets a probe, one
+  /// nobody holds gets none. With no worker at all the kernel's own hash
+  /// decides, so connections wait on the sockets for a replacement.
+  pub fn steer(&mut self, pool: &ReusePortPool) {
+    let weights: Vec<u32> = pool
+      .slots()
+      .enumerate()
+      .map(|(i, (_, holders))| match self.queues.get(i) {
+        _ if holders.is_empty() => 0,
+        Some(w) if w.suspect => PROBE,
+        _ => HEALTHY,
+      })
+      .collect();
+    if weights == self.weights {
+      return;
+    }
+    let Some((first, _)) = pool.slots().next() else {
+      return;
+    };
+    // Where the kernel refuses (no SO_ATTACH_REUSEPORT_CBPF), its hash picks
+    // and stealing alone moves connections off stuck sockets.
+    let _ = steer::attach(first.as_fd(), &weights);
+    self.weights = weights;
   }
 }
 

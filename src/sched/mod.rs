@@ -5,6 +5,7 @@ pub mod listen;
 pub mod reuse_port;
 pub mod round_robin;
 pub mod shared;
+pub mod steer;
 
 /// `cluster.SCHED_NONE`: the kernel picks the worker.
 pub const SCHED_NONE: u32 = 1;
