@@ -321,6 +321,12 @@ fn create_handle(
   let target = Target::from_query(msg)?;
   let data = msg["data"].clone();
   if st.policy == SCHED_REUSEPORT && matches!(target, Target::Tcp { .. }) {
+    // Nobody else may be listening there. SO_REUSEPORT would let a second
+    // app run by the same user join the group and take a share of the
+    // connections; a plain bind first fails as Node's would (EADDRINUSE).
+    if matches!(target, Target::Tcp { port, .. } if port != 0) {
+      drop(listen::bind_target(&target)?);
+    }
     let first = listen_reuse_port(&target, backlog(msg))?;
     // Port 0: every later socket of the pool binds the port the first got.
     let port = listen::sockname(&first.fd)
