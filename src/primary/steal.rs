@@ -38,6 +38,11 @@ const STUCK_TICKS: u32 = 10;
 const SUSPECT_TICKS: u32 = 2;
 /// Looks with an empty queue after which a suspect socket is trusted again.
 const TRUST_TICKS: u32 = 10;
+/// Looks in a row with no worker at all (none holds a socket, none is alive
+/// to take one) after which the pool closes and clients are refused, as
+/// under Node once its last worker is gone. Until then the sockets wait for
+/// a replacement, forked in 'exit' or by `restart`.
+const ORPHAN_TICKS: u32 = 50;
 /// Steering weight of a socket whose worker accepts.
 const HEALTHY: u32 = 8;
 /// Steering weight of a suspect socket: a probe, taken after SUSPECT_TICKS
@@ -66,6 +71,8 @@ pub(crate) struct Stealer {
   queues: Vec<Watch>,
   /// The steering weights last attached to the group (empty: none yet).
   weights: Vec<u32>,
+  /// Looks in a row with no worker at all.
+  orphaned: u32,
   task: JoinHandle<()>,
 }
 
@@ -76,6 +83,7 @@ impl Stealer {
       key_json: Value::from(key).to_string(),
       queues: Vec::new(),
       weights: Vec::new(),
+      orphaned: 0,
       task: spawn_local(steal_loop(state.clone(), key.to_string())),
     }
   }
@@ -190,12 +198,23 @@ async fn steal_loop(state: Shared, key: String) {
   loop {
     tick.tick().await;
     let mut st = state.borrow_mut();
+    let st = &mut *st;
     let took = match st.handles.get_mut(&key) {
-      Some(Handle::ReusePort(pool, _, _, stealer)) => stealer.look(pool),
+      Some(Handle::ReusePort(pool, _, _, stealer)) => {
+        let nobody = pool.slots().all(|(_, holders)| holders.is_empty())
+          && st.workers.values().all(|w| w.exited);
+        stealer.orphaned = if nobody { stealer.orphaned + 1 } else { 0 };
+        if stealer.orphaned >= ORPHAN_TICKS {
+          // Closes the sockets; dropping the stealer ends this task.
+          st.handles.remove(&key);
+          return;
+        }
+        stealer.look(pool)
+      }
       _ => return,
     };
     if took {
-      dispatch::pump(&mut st, &key);
+      dispatch::pump(st, &key);
     }
   }
 }
