@@ -8,9 +8,12 @@ test('same keys and types as node:cluster in the primary', () => {
   for (const key of Object.keys(nodeCluster)) {
     expect([key, typeof rcluster[key]]).toEqual([key, typeof nodeCluster[key]]);
   }
-  for (const key of ['isPrimary', 'isMaster', 'isWorker', 'SCHED_NONE', 'SCHED_RR', 'schedulingPolicy']) {
+  for (const key of ['isPrimary', 'isMaster', 'isWorker', 'SCHED_NONE', 'SCHED_RR']) {
     expect([key, rcluster[key]]).toEqual([key, nodeCluster[key]]);
   }
+  // rcluster's one chosen difference: the default policy (README, "Scheduling").
+  expect(nodeCluster.schedulingPolicy).toBe(nodeCluster.SCHED_RR);
+  expect(rcluster.schedulingPolicy).toBe(rcluster.SCHED_REUSEPORT);
   expect(rcluster.setupMaster).toBe(rcluster.setupPrimary);
   expect(rcluster.workers).toEqual({});
   expect(rcluster.settings).toEqual({});

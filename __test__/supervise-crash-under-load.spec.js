@@ -1,13 +1,14 @@
 'use strict';
 // A connection handed to a worker that dies before accepting it goes to
 // another worker: SIGKILL a hung worker holding connections and no client
-// sees a reset. Also: cluster.metrics() counts them.
+// sees a reset (SCHED_RR). Also: cluster.metrics() counts them.
 const { startFixture, get } = require('./helpers');
 
 test('connections a killed worker never accepted are served by another; metrics show them', async () => {
   const settings = { restart: true, heartbeat: { interval: 100, timeout: 60000 } };
   const app = startFixture('supervised.js', {
-    env: { SCENARIO: 'serve', WORKERS: '2', BLOCK_MS: '30000', SETTINGS: JSON.stringify(settings) },
+    // Round-robin: connections wait in a worker's window until it accepts.
+    env: { SCENARIO: 'serve', WORKERS: '2', BLOCK_MS: '30000', SETTINGS: JSON.stringify(settings), NODE_CLUSTER_SCHED_POLICY: 'rr' },
   });
   try {
     const { ready } = await app.next((e) => e.ready);

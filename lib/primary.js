@@ -27,11 +27,15 @@ let initialized = false;
 let started = false;
 let referenced = false;
 
+// The default is rcluster's SCHED_REUSEPORT where the kernel has it: workers
+// accept their own connections, fairly, with no hand-off through the primary
+// (Node's SCHED_RR costs every worker an IPC message per connection). Node's
+// round-robin is one `cluster.schedulingPolicy = cluster.SCHED_RR` away.
 let schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
 if (schedulingPolicy === 'rr') schedulingPolicy = SCHED_RR;
 else if (schedulingPolicy === 'none') schedulingPolicy = SCHED_NONE;
 else if (schedulingPolicy === 'reuseport') schedulingPolicy = SCHED_REUSEPORT;
-else schedulingPolicy = SCHED_RR;
+else schedulingPolicy = native.reusePortSupported() ? SCHED_REUSEPORT : SCHED_RR;
 
 cluster.isWorker = false;
 cluster.isMaster = true; // Deprecated alias. Must be the same as isPrimary.
