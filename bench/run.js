@@ -81,7 +81,8 @@ async function main() {
     for (const policy of ['rr', 'none', 'reuseport']) {
       for (const close of [false, true]) {
         if (!haveWrk) continue;
-        // node:cluster has no SO_REUSEPORT policy: rcluster's is compared with its SCHED_NONE.
+        // node:cluster has no SO_REUSEPORT policy: rcluster's (its default)
+        // is compared with node's SCHED_NONE and SCHED_RR (node's default).
         for (const m of policy === 'reuseport' ? ['rcluster'] : mods) {
           const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy },
             async ({ ready }) => ({ wrk: wrk(ready, close) }));
@@ -120,13 +121,23 @@ async function main() {
     `Node ${process.version}, ${ROUNDS} rounds, medians; wrk -t2 -c${CONNECTIONS} -d${DURATION}s, 2 workers\n`);
   console.log('| workload | node:cluster | rcluster | ratio rcluster/node |');
   console.log('| --- | ---: | ---: | ---: |');
-  for (const [metric, byModule] of Object.entries(results)) {
-    const base = metric.replace('SCHED_REUSEPORT', 'SCHED_NONE').replace(', rcluster restart: true', '');
-    const theirs = byModule['node:cluster'] || (results[base] || {})['node:cluster'];
-    const n = median(theirs);
-    const r = median(byModule.rcluster);
-    const name = byModule['node:cluster'] || !metric.includes('SCHED_REUSEPORT') ? metric : `${metric} (node: SCHED_NONE)`;
+  const row = (name, theirs, ours) => {
+    const [n, r] = [median(theirs), median(ours)];
     console.log(`| ${name} | ${fmt(n)} | ${fmt(r)} | ${(r / n).toFixed(2)}x |`);
+  };
+  for (const [metric, byModule] of Object.entries(results)) {
+    if (byModule['node:cluster']) {
+      row(metric, byModule['node:cluster'], byModule.rcluster);
+    } else if (metric.includes('SCHED_REUSEPORT')) {
+      // node:cluster has no SO_REUSEPORT: against its SCHED_NONE, and against
+      // its default SCHED_RR (SCHED_REUSEPORT is rcluster's default).
+      for (const pol of ['SCHED_NONE', 'SCHED_RR']) {
+        const theirs = (results[metric.replace('SCHED_REUSEPORT', pol)] || {})['node:cluster'];
+        if (theirs) row(`${metric} (node: ${pol})`, theirs, byModule.rcluster);
+      }
+    } else {
+      row(metric, results[metric.replace(', rcluster restart: true', '')]['node:cluster'], byModule.rcluster);
+    }
   }
 }
 
