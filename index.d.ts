@@ -86,13 +86,15 @@ declare namespace cluster {
 
 interface RclusterExtensions {
   /**
-   * Scheduling policy: one SO_REUSEPORT listen socket per worker, created and
-   * kept by the primary; the kernel spreads connections, and a replacement
+   * Scheduling policy, and rcluster's default (`cluster.schedulingPolicy`
+   * starts as this where the kernel has SO_REUSEPORT, else SCHED_RR): one
+   * SO_REUSEPORT listen socket per worker, created and kept by the primary;
+   * each worker accepts on its own, and a BPF program the primary attaches
+   * spreads new connections over the sockets of live workers. A replacement
    * worker inherits a dead worker's socket and queue. Connections stuck in
-   * the queue of a blocked (or dead) worker for 100 ms are taken by the
-   * primary and handed to the other workers. Also selected by
-   * `NODE_CLUSTER_SCHED_POLICY=reuseport`. Falls back to SCHED_RR (with a
-   * warning) where SO_REUSEPORT is missing.
+   * the queue of a blocked worker for 100 ms are taken by the primary and
+   * handed to the others. Also selected by
+   * `NODE_CLUSTER_SCHED_POLICY=reuseport`; `rr` and `none` select Node's.
    */
   readonly SCHED_REUSEPORT: number;
   settings: cluster.ClusterSettings;
