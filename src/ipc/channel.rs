@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{shutdown, Shutdown};
-use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::fdpass;
@@ -17,10 +17,15 @@ pub struct Channel {
 
 impl Channel {
   /// Takes a connected `AF_UNIX` stream socket; makes it non-blocking.
+  ///
+  /// Registered for reading only: with write interest too, every message the
+  /// worker reads would wake the engine thread for nothing (the kernel
+  /// signals "writable" each time the peer frees buffer space), which was
+  /// half the engine's wake-ups in a ping-pong.
   pub fn new(fd: OwnedFd) -> io::Result<Self> {
     set_nonblocking(&fd)?;
     Ok(Channel {
-      fd: watch(fd, Interest::READABLE | Interest::WRITABLE)?,
+      fd: watch(fd, Interest::READABLE)?,
     })
   }
 
@@ -46,9 +51,15 @@ impl Channel {
     fdpass::send_vectored(self.fd.get_ref().as_fd(), iov)
   }
 
-  /// Waits until the socket may have room (engine thread only).
-  pub async fn writable(&self) -> io::Result<AsyncFdReadyGuard<'_, OwnedFd>> {
-    self.fd.writable().await
+  /// Waits until the socket has room again after a write would have blocked
+  /// (engine thread only). Write interest is registered just for the wait,
+  /// on a duplicate of the descriptor: a socket that is already writable
+  /// reports so at once, so no wake-up is lost in between.
+  pub async fn wait_writable(&self) -> io::Result<()> {
+    let dup = fdpass::dup_cloexec(self.fd.get_ref().as_fd(), 3)?;
+    let watcher = watch(dup, Interest::WRITABLE)?;
+    watcher.writable().await?.retain_ready();
+    Ok(())
   }
 
   /// Closes both directions: the worker sees its channel end, our reader sees EOF.

@@ -183,21 +183,20 @@ pub async fn drain(lane: Arc<Lane>) -> io::Result<()> {
       lane.queued.notified().await;
       continue;
     }
-    let mut guard = lane.channel.writable().await?;
-    let res = guard.try_io(|_| {
+    let res = {
       let mut inner = lane.lock();
       if inner.closed {
         return Ok(());
       }
       lane.flush(&mut inner)
-    });
+    };
     match res {
-      Ok(Ok(())) => {}
-      Ok(Err(e)) => {
+      Ok(()) => {}
+      Err(e) if e.kind() == io::ErrorKind::WouldBlock => lane.channel.wait_writable().await?,
+      Err(e) => {
         lane.close();
         return Err(e);
       }
-      Err(_would_block) => {}
     }
   }
 }
