@@ -58,8 +58,8 @@ function runApp(module, env, whileUp) {
   });
 }
 
-function wrk(port, close) {
-  const args = ['-t2', `-c${CONNECTIONS}`, `-d${DURATION}s`];
+function wrk(port, close, { threads = 2, connections = CONNECTIONS } = {}) {
+  const args = [`-t${threads}`, `-c${connections}`, `-d${DURATION}s`];
   if (close) args.push('-H', 'Connection: close');
   const res = spawnSync('wrk', [...args, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
   const rps = Number((res.stdout.match(/Requests\/sec:\s+([\d.]+)/) || [])[1]);
@@ -97,6 +97,21 @@ async function main() {
           if (errors) console.error(`${m} ${label}: ${errors}`);
           process.stderr.write('.');
         }
+      }
+    }
+    // Light load: one client at a time, 8 workers. Where the kernel wakes
+    // every SCHED_NONE worker for each connection and one or two win most.
+    for (const policy of ['rr', 'none', 'reuseport']) {
+      if (!haveWrk) continue;
+      for (const m of policy === 'reuseport' ? ['rcluster'] : mods) {
+        const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy, WORKERS: '8' },
+          async ({ ready }) => ({ wrk: wrk(ready, true, { threads: 1, connections: 1 }) }));
+        const { rps } = lines.find((l) => l.wrk).wrk;
+        const { counts } = lines.find((l) => l.counts) || {};
+        const pol = { rr: 'SCHED_RR', none: 'SCHED_NONE', reuseport: 'SCHED_REUSEPORT' }[policy];
+        add(`light load (8 workers, 1 client) req/s, ${pol}`, m, rps);
+        if (counts) add(`fairness max/min, light load, ${pol}`, m, Math.max(...counts) / Math.min(...counts));
+        process.stderr.write('.');
       }
     }
     for (const m of mods) {
