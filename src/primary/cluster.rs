@@ -443,9 +443,15 @@ pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option
   crate::sync::lock(&st.pidfds).remove(&id);
   if let Some(slot) = st.workers.get_mut(&id) {
     slot.exited = true;
+    let leaving = slot.leaving;
     if !slot.connected {
       st.workers.remove(&id);
     }
+    // A dead worker accepts nothing: steer new connections off its
+    // SO_REUSEPORT sockets now, before 'exit' reaches JS (where a replacement
+    // may be forked), rather than once its channel's end is read.
+    st.handles
+      .retain(|_, h| !matches!(h, Handle::ReusePort(..)) || !h.remove(id, leaving));
   }
   st.emit(vec![Event::Exit { id, code, signal }]);
 }
