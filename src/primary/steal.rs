@@ -156,9 +156,7 @@ impl Stealer {
     }
     took
   }
-}
 
-impl Stealer {
   /// Re-steers the group when who should get new connections changed: the
   /// sockets of healthy workers share them, a suspect one gets a probe, one
   /// nobody holds gets none. With no worker at all the kernel's own hash
