@@ -14,7 +14,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::libc;
 use nix::sys::socket::{accept4, SockFlag};
@@ -27,8 +27,13 @@ use crate::sched::reuse_port::ReusePortPool;
 use crate::sched::round_robin::RoundRobin;
 use crate::sched::steer;
 
-/// How often the queues are looked at.
+/// How often the queues are looked at while any holds connections (or a
+/// worker is suspect).
 const TICK: Duration = Duration::from_millis(10);
+/// While every queue is empty the looks thin out, doubling up to this: an
+/// idle primary wakes 10 times a second rather than 100, and a worker that
+/// blocks after a quiet spell is found at most this much later.
+const IDLE_TICK_MAX: Duration = Duration::from_millis(100);
 /// Looks in a row a queue must stay non-empty and not shrink to count as
 /// stuck (100 ms: a saturated but working worker's queue shrinks now and
 /// then; a blocked one's never does).
@@ -38,11 +43,11 @@ const STUCK_TICKS: u32 = 10;
 const SUSPECT_TICKS: u32 = 2;
 /// Looks with an empty queue after which a suspect socket is trusted again.
 const TRUST_TICKS: u32 = 10;
-/// Looks in a row with no worker at all (none holds a socket, none is alive
-/// to take one) after which the pool closes and clients are refused, as
+/// How long the pool stays open with no worker at all (none holds a socket,
+/// none is alive to take one) before it closes and clients are refused, as
 /// under Node once its last worker is gone. Until then the sockets wait for
 /// a replacement, forked in 'exit' or by `restart`.
-const ORPHAN_TICKS: u32 = 50;
+const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 /// Steering weight of a socket whose worker accepts.
 const HEALTHY: u32 = 8;
 /// Steering weight of a suspect socket: a probe, taken after SUSPECT_TICKS
@@ -71,8 +76,8 @@ pub(crate) struct Stealer {
   queues: Vec<Watch>,
   /// The steering weights last attached to the group (empty: none yet).
   weights: Vec<u32>,
-  /// Looks in a row with no worker at all.
-  orphaned: u32,
+  /// Since when no worker at all is there.
+  orphaned: Option<Instant>,
   task: JoinHandle<()>,
 }
 
@@ -83,17 +88,19 @@ impl Stealer {
       key_json: Value::from(key).to_string(),
       queues: Vec::new(),
       weights: Vec::new(),
-      orphaned: 0,
+      orphaned: None,
       task: spawn_local(steal_loop(state.clone(), key.to_string())),
     }
   }
 
   /// One look at every socket of `pool`: pauses the workers whose queue is
   /// stuck and takes as many of their connections as the others have room
-  /// for. True when it took any.
-  fn look(&mut self, pool: &ReusePortPool) -> bool {
+  /// for. Returns whether it took any, and whether anything is going on (a
+  /// queue holds connections, or a worker is suspect) that wants quick looks.
+  fn look(&mut self, pool: &ReusePortPool) -> (bool, bool) {
     let mut stuck = Vec::new();
     let mut paused = Vec::new();
+    let mut active = false;
     for (i, (fd, holders)) in pool.slots().enumerate() {
       let queued = accept_queue(fd.as_raw_fd());
       if self.queues.len() <= i {
@@ -130,6 +137,7 @@ impl Stealer {
       if w.suspect {
         paused.extend_from_slice(holders);
       }
+      active |= queued > 0 || w.suspect;
     }
     for (_, holders) in pool.slots() {
       for &w in holders {
@@ -141,7 +149,7 @@ impl Stealer {
     for (fd, queued) in stuck {
       for _ in 0..queued {
         if self.rr.room() == 0 {
-          return took;
+          return (took, active);
         }
         let Ok(raw) = accept4(
           fd.as_raw_fd(),
@@ -154,7 +162,7 @@ impl Stealer {
         took = true;
       }
     }
-    took
+    (took, active)
   }
 
   /// Re-steers the group when who should get new connections changed: the
@@ -191,18 +199,20 @@ impl Drop for Stealer {
 }
 
 async fn steal_loop(state: Shared, key: String) {
-  let mut tick = tokio::time::interval(TICK);
-  tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+  let mut delay = TICK;
   loop {
-    tick.tick().await;
+    tokio::time::sleep(delay).await;
     let mut st = state.borrow_mut();
     let st = &mut *st;
-    let took = match st.handles.get_mut(&key) {
+    let (took, active) = match st.handles.get_mut(&key) {
       Some(Handle::ReusePort(pool, _, _, stealer)) => {
         let nobody = pool.slots().all(|(_, holders)| holders.is_empty())
           && st.workers.values().all(|w| w.exited);
-        stealer.orphaned = if nobody { stealer.orphaned + 1 } else { 0 };
-        if stealer.orphaned >= ORPHAN_TICKS {
+        stealer.orphaned = nobody.then(|| stealer.orphaned.unwrap_or_else(Instant::now));
+        if stealer
+          .orphaned
+          .is_some_and(|t| t.elapsed() >= ORPHAN_GRACE)
+        {
           // Closes the sockets; dropping the stealer ends this task.
           st.handles.remove(&key);
           return;
@@ -210,6 +220,12 @@ async fn steal_loop(state: Shared, key: String) {
         stealer.look(pool)
       }
       _ => return,
+    };
+    // Quick looks while connections wait anywhere.
+    delay = if active {
+      TICK
+    } else {
+      (delay * 2).min(IDLE_TICK_MAX)
     };
     if took {
       dispatch::pump(st, &key);
