@@ -67,6 +67,26 @@ function wrk(port, close, { threads = 2, connections = CONNECTIONS } = {}) {
   return { rps, errors };
 }
 
+const POLICIES = ['rr', 'none', 'reuseport'];
+const POLICY_NAMES = { rr: 'SCHED_RR', none: 'SCHED_NONE', reuseport: 'SCHED_REUSEPORT' };
+// node:cluster has no SO_REUSEPORT policy: rcluster's (its default) is
+// compared with node's SCHED_NONE and SCHED_RR (node's default).
+const modulesFor = (policy, mods) => (policy === 'reuseport' ? ['rcluster'] : mods);
+// Fairness: the busiest worker's request count over the idlest's.
+const spread = (counts) => Math.max(...counts) / Math.min(...counts);
+
+// One HTTP run: the app with `workers` workers under `policy`, loaded by wrk.
+// Resolves with { rps, counts, rss }; wrk's socket errors go to stderr.
+async function httpRun(m, policy, { workers = 2, close, threads, connections }) {
+  const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy, WORKERS: String(workers) },
+    async ({ ready }) => ({ wrk: wrk(ready, close, { threads, connections }) }));
+  const { rps, errors } = lines.find((l) => l.wrk).wrk;
+  const { counts, rss } = lines.find((l) => l.counts) || {};
+  if (errors) console.error(`${m} ${POLICY_NAMES[policy]} (${workers} workers): ${errors}`);
+  process.stderr.write('.');
+  return { rps, counts, rss };
+}
+
 async function main() {
   const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
   if (!haveWrk) console.error('wrk not found: HTTP workloads skipped (apt-get install wrk)');
@@ -78,40 +98,26 @@ async function main() {
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate who goes first, so drift on a shared machine hits both alike.
     const mods = round % 2 ? [...order].reverse() : order;
-    for (const policy of ['rr', 'none', 'reuseport']) {
+    for (const policy of POLICIES) {
       for (const close of [false, true]) {
         if (!haveWrk) continue;
-        // node:cluster has no SO_REUSEPORT policy: rcluster's (its default)
-        // is compared with node's SCHED_NONE and SCHED_RR (node's default).
-        for (const m of policy === 'reuseport' ? ['rcluster'] : mods) {
-          const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy },
-            async ({ ready }) => ({ wrk: wrk(ready, close) }));
-          const { rps, errors } = lines.find((l) => l.wrk).wrk;
-          const { counts, rss } = lines.find((l) => l.counts) || {};
-          const pol = { rr: 'SCHED_RR', none: 'SCHED_NONE', reuseport: 'SCHED_REUSEPORT' }[policy];
+        for (const m of modulesFor(policy, mods)) {
+          const { rps, counts, rss } = await httpRun(m, policy, { close });
           const load = close ? 'new connection per request' : 'keep-alive';
-          const label = `${load} req/s, ${pol}`;
-          add(label, m, rps);
-          if (counts) add(`fairness max/min, ${load}, ${pol}`, m, Math.max(...counts) / Math.min(...counts));
+          add(`${load} req/s, ${POLICY_NAMES[policy]}`, m, rps);
+          if (counts) add(`fairness max/min, ${load}, ${POLICY_NAMES[policy]}`, m, spread(counts));
           if (rss && policy === 'rr' && !close) add('primary RSS MiB (after keep-alive load)', m, rss / 2 ** 20);
-          if (errors) console.error(`${m} ${label}: ${errors}`);
-          process.stderr.write('.');
         }
       }
     }
     // Light load: one client at a time, 8 workers. Where the kernel wakes
     // every SCHED_NONE worker for each connection and one or two win most.
-    for (const policy of ['rr', 'none', 'reuseport']) {
+    for (const policy of POLICIES) {
       if (!haveWrk) continue;
-      for (const m of policy === 'reuseport' ? ['rcluster'] : mods) {
-        const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy, WORKERS: '8' },
-          async ({ ready }) => ({ wrk: wrk(ready, true, { threads: 1, connections: 1 }) }));
-        const { rps } = lines.find((l) => l.wrk).wrk;
-        const { counts } = lines.find((l) => l.counts) || {};
-        const pol = { rr: 'SCHED_RR', none: 'SCHED_NONE', reuseport: 'SCHED_REUSEPORT' }[policy];
-        add(`light load (8 workers, 1 client) req/s, ${pol}`, m, rps);
-        if (counts) add(`fairness max/min, light load, ${pol}`, m, Math.max(...counts) / Math.min(...counts));
-        process.stderr.write('.');
+      for (const m of modulesFor(policy, mods)) {
+        const { rps, counts } = await httpRun(m, policy, { workers: 8, close: true, threads: 1, connections: 1 });
+        add(`light load (8 workers, 1 client) req/s, ${POLICY_NAMES[policy]}`, m, rps);
+        if (counts) add(`fairness max/min, light load, ${POLICY_NAMES[policy]}`, m, spread(counts));
       }
     }
     for (const m of mods) {
