@@ -327,7 +327,7 @@ fn create_handle(
     if matches!(target, Target::Tcp { port, .. } if port != 0) {
       drop(listen::bind_target(&target)?);
     }
-    let first = listen_reuse_port(&target, backlog(msg))?;
+    let first = listen::listen_reuse_port(&target, backlog(msg))?;
     // Port 0: every later socket of the pool binds the port the first got.
     let port = listen::sockname(&first.fd)
       .and_then(|n| n["port"].as_u64())
@@ -376,17 +376,8 @@ fn join_pool(
   if pool.take_free(id).is_some() {
     return Ok(());
   }
-  pool.add(listen_reuse_port(target, backlog)?, id);
+  pool.add(listen::listen_reuse_port(target, backlog)?, id);
   Ok(())
-}
-
-/// A new socket of a SO_REUSEPORT pool, listening at once: the group's order
-/// (what steering counts by) is the order sockets start listening, which is
-/// then the pool's, whatever order the workers wrap them in.
-fn listen_reuse_port(target: &Target, backlog: i32) -> crate::error::Result<listen::Bound> {
-  let bound = listen::bind_reuse_port(target)?;
-  listen::start_listening(&bound.fd, backlog)?;
-  Ok(bound)
 }
 
 /// The listen backlog a query asks for, as Node's `backlog || 511`: a worker

@@ -142,10 +142,15 @@ pub fn bind_target(target: &Target) -> Result<Bound> {
   bind_target_with(target, false)
 }
 
-/// Binds another SO_REUSEPORT socket for a TCP target (the first one fixes
-/// the port when the target asked for port 0: pass it in `target`).
-pub fn bind_reuse_port(target: &Target) -> Result<Bound> {
-  bind_target_with(target, true)
+/// Another SO_REUSEPORT socket for a TCP target (the first one fixes the
+/// port when the target asked for port 0: pass it in `target`), listening at
+/// once: a group's order (what BPF steering counts by) is the order its
+/// sockets start listening, which is then the order they were created in,
+/// whatever order the workers wrap them in.
+pub fn listen_reuse_port(target: &Target, backlog: i32) -> Result<Bound> {
+  let bound = bind_target_with(target, true)?;
+  start_listening(&bound.fd, backlog)?;
+  Ok(bound)
 }
 
 /// Whether this kernel has SO_REUSEPORT.

@@ -105,14 +105,11 @@ mod tests {
     let target = |port| {
       Target::from_query(&json!({"address": "127.0.0.1", "port": port, "addressType": 4})).unwrap()
     };
-    let first = listen::bind_reuse_port(&target(0)).unwrap().fd;
-    listen::start_listening(&first, 64).unwrap();
+    let first = listen::listen_reuse_port(&target(0), 64).unwrap().fd;
     let port = listen::sockname(&first).unwrap()["port"].as_u64().unwrap() as u16;
     let mut socks = vec![first];
     for _ in 0..2 {
-      let fd = listen::bind_reuse_port(&target(port)).unwrap().fd;
-      listen::start_listening(&fd, 64).unwrap();
-      socks.push(fd);
+      socks.push(listen::listen_reuse_port(&target(port), 64).unwrap().fd);
     }
     let socks = socks
       .into_iter()
