@@ -31,11 +31,13 @@ let referenced = false;
 // accept their own connections, fairly, with no hand-off through the primary
 // (Node's SCHED_RR costs every worker an IPC message per connection). Node's
 // round-robin is one `cluster.schedulingPolicy = cluster.SCHED_RR` away.
+let reusePort; // whether the kernel has SO_REUSEPORT, asked once
+const haveReusePort = () => (reusePort ??= native.reusePortSupported());
 let schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
 if (schedulingPolicy === 'rr') schedulingPolicy = SCHED_RR;
 else if (schedulingPolicy === 'none') schedulingPolicy = SCHED_NONE;
 else if (schedulingPolicy === 'reuseport') schedulingPolicy = SCHED_REUSEPORT;
-else schedulingPolicy = native.reusePortSupported() ? SCHED_REUSEPORT : SCHED_RR;
+else schedulingPolicy = haveReusePort() ? SCHED_REUSEPORT : SCHED_RR;
 
 cluster.isWorker = false;
 cluster.isMaster = true; // Deprecated alias. Must be the same as isPrimary.
@@ -124,7 +126,7 @@ cluster.setupPrimary = function setupPrimary(options) {
     throw errors.ERR_INVALID_ARG_VALUE('cluster.schedulingPolicy', schedulingPolicy,
       'must be cluster.SCHED_NONE, cluster.SCHED_RR or cluster.SCHED_REUSEPORT');
   }
-  if (schedulingPolicy === SCHED_REUSEPORT && !native.reusePortSupported()) {
+  if (schedulingPolicy === SCHED_REUSEPORT && !haveReusePort()) {
     process.emitWarning('SO_REUSEPORT is not available here; using round-robin (SCHED_RR) instead',
       { code: 'RCLUSTER_NO_REUSEPORT' });
     schedulingPolicy = SCHED_RR;
