@@ -10,9 +10,43 @@ use napi_derive::napi;
 
 use crate::error::Error as EngineError;
 use crate::primary::pressure::Pressure;
+use crate::primary::reader::{CaughtUp, ReadSide};
 use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
 
-type EventFn = ThreadsafeFunction<Vec<JsEvent>, (), Vec<JsEvent>, Status, false, true>;
+type EventFn = ThreadsafeFunction<Delivery, (), Vec<JsEvent>, Status, false, true>;
+
+/// A batch for JS, and the channels whose handed-over reads it completes.
+pub struct Delivery {
+  events: Vec<JsEvent>,
+  caught: Vec<Arc<ReadSide>>,
+}
+
+impl From<Vec<Event>> for Delivery {
+  fn from(events: Vec<Event>) -> Self {
+    let mut batch = Delivery {
+      events: Vec::with_capacity(events.len()),
+      caught: Vec::new(),
+    };
+    for ev in events {
+      match ev {
+        Event::CaughtUp(CaughtUp(side)) => batch.caught.push(side),
+        ev => batch.events.push(JsEvent::from(ev)),
+      }
+    }
+    batch
+  }
+}
+
+/// `events` as the JS array index.js's handler takes (JS thread only).
+///
+/// # Safety
+/// On the JS thread, inside a handle scope, with the module's `env`.
+pub(crate) unsafe fn js_events(
+  env: napi::sys::napi_env,
+  events: Vec<Event>,
+) -> Option<napi::sys::napi_value> {
+  <Vec<JsEvent> as ToNapiValue>::to_napi_value(env, Delivery::from(events).events).ok()
+}
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
 static EVENTS: OnceLock<Arc<EventFn>> = OnceLock::new();
@@ -106,6 +140,8 @@ impl From<Event> for JsEvent {
         js.error = Some(NativeError::from(&error));
         ("error", id)
       }
+      // Delivery takes these out before conversion.
+      Event::CaughtUp(CaughtUp(side)) => ("", side.id()),
     };
     js.kind = kind.to_string();
     js.id = id;
@@ -117,7 +153,7 @@ struct JsSink(Arc<EventFn>, Arc<Pressure>);
 
 impl Sink for JsSink {
   fn emit(&self, events: Vec<Event>) {
-    let batch: Vec<JsEvent> = events.into_iter().map(JsEvent::from).collect();
+    let batch = Delivery::from(events);
     self.1.sent();
     // NonBlocking on an unbounded queue only fails while Node shuts down,
     // when nobody is left to tell.
@@ -134,24 +170,29 @@ impl Sink for JsSink {
 /// Starts the engine once, with the frozen scheduling policy; `onEvents`
 /// receives arrays of events. Later calls are no-ops.
 #[napi]
-pub fn start(on_events: Function<Vec<JsEvent>, ()>, policy: u32) -> Result<()> {
+pub fn start(env: Env, on_events: Function<Vec<JsEvent>, ()>, policy: u32) -> Result<()> {
   if ENGINE.get().is_some() {
     return Ok(());
   }
+  // SAFETY: a napi call on the JS thread, with its env and argument.
+  let js_reads = unsafe { crate::jsread::install(env.raw(), on_events.raw()) };
   let pressure = Arc::new(Pressure::default());
   let delivered = pressure.clone();
   let tsfn: EventFn = on_events
-    .build_threadsafe_function::<Vec<JsEvent>>()
+    .build_threadsafe_function::<Delivery>()
     .callee_handled::<false>()
     .weak::<true>()
     .build_callback(move |ctx| {
       // On the JS thread, as the batch is handed to index.js.
       delivered.delivered();
-      Ok(ctx.value)
+      for side in &ctx.value.caught {
+        crate::jsread::caught_up(side);
+      }
+      Ok(ctx.value.events)
     })?;
   let tsfn = Arc::new(tsfn);
   let sink = JsSink(tsfn.clone(), pressure);
-  let engine = Engine::start(Arc::new(sink), policy).map_err(js_error)?;
+  let engine = Engine::start(Arc::new(sink), policy, js_reads).map_err(js_error)?;
   let _ = EVENTS.set(tsfn);
   let _ = ENGINE.set(engine);
   Ok(())
@@ -246,15 +287,20 @@ pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
     serialization: options.serialization,
   };
   Ok(match engine()?.spawn(spec) {
-    Ok(spawned) => SpawnResult {
-      pid: Some(spawned.pid),
-      fds: spawned
-        .pipes
-        .into_iter()
-        .map(|p| p.map(IntoRawFd::into_raw_fd))
-        .collect(),
-      error: None,
-    },
+    Ok(spawned) => {
+      if let Some(side) = spawned.reader {
+        crate::jsread::watch(side);
+      }
+      SpawnResult {
+        pid: Some(spawned.pid),
+        fds: spawned
+          .pipes
+          .into_iter()
+          .map(|p| p.map(IntoRawFd::into_raw_fd))
+          .collect(),
+        error: None,
+      }
+    }
     Err(e) => SpawnResult {
       pid: None,
       fds: vec![],

@@ -5,6 +5,7 @@
 pub mod binding;
 pub mod error;
 pub mod ipc;
+mod jsread;
 pub mod primary;
 pub mod sched;
 pub mod supervise;

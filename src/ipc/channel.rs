@@ -1,7 +1,7 @@
 //! One end of a child_process IPC socketpair, driven by tokio.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{shutdown, Shutdown};
@@ -12,27 +12,51 @@ use super::fdpass;
 
 /// The primary's end of a worker's channel.
 pub struct Channel {
-  fd: AsyncFd<OwnedFd>,
+  fd: Fd,
+}
+
+/// The descriptor, registered with the engine's reactor only when the
+/// engine reads it.
+enum Fd {
+  Watched(AsyncFd<OwnedFd>),
+  Plain(OwnedFd),
 }
 
 impl Channel {
   /// Takes a connected `AF_UNIX` stream socket; makes it non-blocking.
   ///
-  /// Registered for reading only: with write interest too, every message the
-  /// worker reads would wake the engine thread for nothing (the kernel
-  /// signals "writable" each time the peer frees buffer space), which was
-  /// half the engine's wake-ups in a ping-pong.
-  pub fn new(fd: OwnedFd) -> io::Result<Self> {
+  /// `engine_reads`: registered for reading, when the engine thread reads
+  /// the channel; otherwise not registered at all (the JS thread reads it,
+  /// see `primary::reader`), so the worker's messages never wake the engine.
+  /// Never registered for writing: every message the worker reads would
+  /// wake the engine thread for nothing (the kernel signals "writable" each
+  /// time the peer frees buffer space), which was half the engine's
+  /// wake-ups in a ping-pong.
+  pub fn new(fd: OwnedFd, engine_reads: bool) -> io::Result<Self> {
     set_nonblocking(&fd)?;
-    Ok(Channel {
-      fd: watch(fd, Interest::READABLE)?,
-    })
+    let fd = if engine_reads {
+      Fd::Watched(watch(fd, Interest::READABLE)?)
+    } else {
+      Fd::Plain(fd)
+    };
+    Ok(Channel { fd })
   }
 
-  /// Reads bytes and any attached fds; `Ok(0)` is end of stream.
+  fn raw(&self) -> BorrowedFd<'_> {
+    match &self.fd {
+      Fd::Watched(afd) => afd.get_ref().as_fd(),
+      Fd::Plain(fd) => fd.as_fd(),
+    }
+  }
+
+  /// Reads bytes and any attached fds; `Ok(0)` is end of stream. Only for a
+  /// channel the engine reads (anything else never becomes readable here).
   pub async fn read(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let Fd::Watched(afd) = &self.fd else {
+      return std::future::pending().await;
+    };
     loop {
-      let mut guard = self.fd.readable().await?;
+      let mut guard = afd.readable().await?;
       match guard.try_io(|inner| retry_eintr(|| fdpass::recv(inner.get_ref().as_fd(), buf, fds))) {
         Ok(result) => return result,
         Err(_would_block) => continue,
@@ -40,15 +64,20 @@ impl Channel {
     }
   }
 
+  /// A duplicate of the descriptor (close-on-exec), for a reader of its own.
+  pub fn dup(&self) -> io::Result<OwnedFd> {
+    Ok(fdpass::dup_cloexec(self.raw(), 3)?)
+  }
+
   /// One non-blocking `sendmsg` from any thread; `pass` rides with the
   /// first byte, so a message that fits goes out with its fd in one call.
   pub fn try_send(&self, data: &[u8], pass: Option<RawFd>) -> nix::Result<usize> {
-    fdpass::send(self.fd.get_ref().as_fd(), data, pass)
+    fdpass::send(self.raw(), data, pass)
   }
 
   /// One non-blocking gathered `sendmsg` (no fds) from any thread.
   pub fn try_send_vectored(&self, iov: &[std::io::IoSlice<'_>]) -> nix::Result<usize> {
-    fdpass::send_vectored(self.fd.get_ref().as_fd(), iov)
+    fdpass::send_vectored(self.raw(), iov)
   }
 
   /// Waits until the socket has room again after a write would have blocked
@@ -56,7 +85,7 @@ impl Channel {
   /// on a duplicate of the descriptor: a socket that is already writable
   /// reports so at once, so no wake-up is lost in between.
   pub async fn wait_writable(&self) -> io::Result<()> {
-    let dup = fdpass::dup_cloexec(self.fd.get_ref().as_fd(), 3)?;
+    let dup = self.dup()?;
     let watcher = watch(dup, Interest::WRITABLE)?;
     watcher.writable().await?.retain_ready();
     Ok(())
@@ -65,7 +94,7 @@ impl Channel {
   /// Closes both directions: the worker sees its channel end, our reader sees EOF.
   pub fn shutdown(&self) {
     // ENOTCONN: the peer is already gone, which is what we wanted.
-    let _ = shutdown(self.fd.get_ref().as_raw_fd(), Shutdown::Both);
+    let _ = shutdown(self.raw().as_raw_fd(), Shutdown::Both);
   }
 }
 

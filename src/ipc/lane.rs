@@ -238,7 +238,7 @@ mod tests {
       got
     });
     rt.block_on(async {
-      let channel = Arc::new(Channel::new(ours).unwrap());
+      let channel = Arc::new(Channel::new(ours, true).unwrap());
       let lane = Arc::new(Lane::new(channel.clone()));
       let task = tokio::spawn(drain(lane.clone()));
       for (i, line) in expected.lines().enumerate() {
@@ -269,7 +269,7 @@ mod tests {
         SockFlag::SOCK_CLOEXEC,
       )
       .unwrap();
-      let lane = Lane::new(Arc::new(Channel::new(ours).unwrap()));
+      let lane = Lane::new(Arc::new(Channel::new(ours, true).unwrap()));
       lane.close();
       assert_eq!(lane.send(msg("x\n"), true), Err(Error::ChannelClosed));
     });

@@ -4,10 +4,12 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::dispatch;
+use super::reader::{CaughtUp, ReadSide};
 use super::state::{Handle, Shared, State};
 use super::Event;
 use crate::error::Error;
@@ -20,12 +22,14 @@ use crate::sched::{SCHED_NONE, SCHED_REUSEPORT};
 /// The child_process type a TCP or unix listen socket travels as.
 const NET_NATIVE: &str = "net.Native";
 
-/// Handles everything one read produced; emits the resulting events as one batch.
+/// Handles everything one read produced; emits the resulting events as one
+/// batch, ending with `caught`'s marker when JS read it (see `reader`).
 pub(crate) fn on_frames(
   state: &Shared,
   id: u32,
   frames: &mut Vec<Frame>,
   fds: &mut VecDeque<OwnedFd>,
+  caught: Option<&Arc<ReadSide>>,
 ) {
   let mut events = Vec::new();
   let mut batch = Batch::default();
@@ -54,7 +58,25 @@ pub(crate) fn on_frames(
     }
   }
   batch.flush(id, &mut events);
+  if let Some(side) = caught {
+    events.push(Event::CaughtUp(CaughtUp(side.clone())));
+  }
   st.emit(events);
+}
+
+/// The events for a read of plain user messages (JSON text or V8 payloads).
+pub(crate) fn user_events(id: u32, frames: Vec<Frame>) -> Vec<Event> {
+  let mut events = Vec::new();
+  let mut batch = Batch::default();
+  for frame in frames {
+    match frame {
+      Frame::User(json) => batch.push(id, json, &mut events),
+      Frame::UserBytes(payload) => batch.push_bytes(&payload),
+      _ => unreachable!("only plain user messages come here"),
+    }
+  }
+  batch.flush(id, &mut events);
+  events
 }
 
 /// Answers a NODE_HANDLE: ACK, or NACK when its descriptor is missing (the

@@ -5,6 +5,7 @@
 mod cluster;
 mod dispatch;
 pub mod pressure;
+pub mod reader;
 pub mod spawn;
 mod state;
 mod steal;
@@ -74,6 +75,8 @@ pub enum Event {
   Unresponsive { id: u32 },
   /// Something about this worker went wrong (bad bytes on its channel, a failed write).
   Error { id: u32, error: Error },
+  /// The events of a read the JS thread handed over end here (not for JS).
+  CaughtUp(reader::CaughtUp),
 }
 
 /// Where events go; the binding delivers them to JS.
@@ -103,6 +106,8 @@ pub struct Spawned {
   pub pid: i32,
   /// The primary's ends of `pipe` stdio slots, one entry per slot.
   pub pipes: Vec<Option<OwnedFd>>,
+  /// Its channel's read side, when the JS thread is to read it.
+  pub reader: Option<Arc<reader::ReadSide>>,
 }
 
 pub(crate) enum Command {
@@ -163,8 +168,10 @@ pub struct Engine {
 }
 
 impl Engine {
-  /// Starts the engine thread with the frozen scheduling policy.
-  pub fn start(sink: Arc<dyn Sink>, policy: u32) -> Result<Engine> {
+  /// Starts the engine thread with the frozen scheduling policy. `js_reads`:
+  /// the JS thread can read channels (see [`reader`]); it then does, except
+  /// under SCHED_RR.
+  pub fn start(sink: Arc<dyn Sink>, policy: u32, js_reads: bool) -> Result<Engine> {
     let (tx, rx) = mpsc::unbounded_channel();
     let pidfds: PidFds = Arc::default();
     let lanes: Lanes = Arc::default();
@@ -180,7 +187,7 @@ impl Engine {
         let local = tokio::task::LocalSet::new();
         local.block_on(
           &runtime,
-          state::run(rx, sink, policy, shared_pidfds, shared_lanes),
+          state::run(rx, sink, policy, js_reads, shared_pidfds, shared_lanes),
         );
       })
       .map_err(|e| Error::from_io(&e, "pthread_create", "rcluster engine"))?;

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
 use super::dispatch::RrHandle;
+use super::reader::ReadSide;
 use super::steal::Stealer;
 use super::{cluster, worker, Command, Event, Lanes, PidFds, Sink, WorkerStats};
 use crate::ipc::channel::Channel;
@@ -73,6 +74,8 @@ pub(crate) struct Slot {
   pub beat: Option<Beat>,
   /// The channel speaks `advanced` (V8) serialization rather than `json`.
   pub advanced: bool,
+  /// Its read side, when the JS thread reads the channel.
+  pub reader: Option<Arc<ReadSide>>,
 }
 
 impl Slot {
@@ -89,6 +92,7 @@ impl Slot {
       dispatched: 0,
       beat: None,
       advanced: false,
+      reader: None,
     }
   }
 
@@ -142,6 +146,8 @@ impl Slot {
 
 pub(crate) struct State {
   pub policy: u32,
+  /// The JS thread reads channels (except under SCHED_RR).
+  pub js_reads: bool,
   /// (timeout, grace) in ms once the watchdog is on.
   pub watchdog: Option<(f64, f64)>,
   /// The engine's clock, for heartbeats.
@@ -179,11 +185,13 @@ pub(crate) async fn run(
   mut commands: mpsc::UnboundedReceiver<Command>,
   sink: Arc<dyn Sink>,
   policy: u32,
+  js_reads: bool,
   pidfds: PidFds,
   lanes: Lanes,
 ) {
   let state: Shared = Rc::new(RefCell::new(State {
     policy,
+    js_reads: js_reads && policy != crate::sched::SCHED_RR,
     watchdog: None,
     epoch: Instant::now(),
     heirs: HashMap::new(),
@@ -246,6 +254,7 @@ pub(crate) async fn run(
 
 /// The watchdog loop: checks every worker's heartbeat a few times per timeout.
 async fn watch(state: Shared) {
+  let mut buf = vec![0u8; 64 * 1024];
   loop {
     let (timeout, grace) = match state.borrow().watchdog {
       Some(w) => w,
@@ -253,6 +262,10 @@ async fn watch(state: Shared) {
     };
     let tick = (timeout / 4.0).clamp(10.0, 250.0);
     tokio::time::sleep(Duration::from_secs_f64(tick / 1000.0)).await;
+    if drain_quiet(&state, timeout / 2.0, &mut buf) {
+      // Let the reads reach the heartbeats before judging anyone.
+      tokio::task::yield_now().await;
+    }
     let mut st = state.borrow_mut();
     let now = st.now_ms();
     let mut events = Vec::new();
@@ -279,4 +292,33 @@ async fn watch(state: Shared) {
     }
     st.emit(events);
   }
+}
+
+/// Channels the JS thread reads, whose worker has not been heard for
+/// `quiet_ms`: the engine reads them itself, in case JS is the one that is
+/// stuck (a long synchronous job in the primary must not get healthy
+/// workers killed). Not while JS is behind on events: then a flood is
+/// left in the worker's socket, as the engine's own readers leave it.
+/// True when it read any.
+fn drain_quiet(state: &Shared, quiet_ms: f64, buf: &mut [u8]) -> bool {
+  let st = state.borrow();
+  if st
+    .sink
+    .pressure()
+    .is_some_and(|p| p.in_flight() >= super::pressure::HIGH_WATER)
+  {
+    return false;
+  }
+  let now = st.now_ms();
+  let mut read = false;
+  for slot in st.workers.values() {
+    let (Some(side), Some(beat)) = (&slot.reader, &slot.beat) else {
+      continue;
+    };
+    if slot.connected && now - beat.last_ms > quiet_ms {
+      side.drain(buf, 16);
+      read = true;
+    }
+  }
+  read
 }

@@ -11,8 +11,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use tokio::io::Interest;
+use tokio::sync::mpsc;
 use tokio::task::spawn_local;
 
+use super::reader::{Forward, ReadSide, StreamDecoder};
 use super::spawn::{spawn, SpawnSpec};
 use super::state::{Shared, Slot};
 use super::{cluster, Event, Spawned};
@@ -31,16 +33,25 @@ const MAX_PENDING_FDS: usize = 64;
 pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   let child = spawn(spec)?;
   let id = spec.id;
-  let channel = Arc::new(
-    Channel::new(child.channel).map_err(|e| Error::from_io(&e, "epoll_ctl", "ipc channel"))?,
-  );
+  let advanced = spec.serialization == "advanced";
+  let js_reads = state.borrow().js_reads;
+  let channel_error = |e: std::io::Error| Error::from_io(&e, "epoll_ctl", "ipc channel");
+  let channel = Arc::new(Channel::new(child.channel, !js_reads).map_err(channel_error)?);
+  let reader = if js_reads {
+    let dup = channel
+      .dup()
+      .map_err(|e| Error::from_io(&e, "dup", "ipc channel"))?;
+    Some(ReadSide::new(id, dup, advanced))
+  } else {
+    None
+  };
   let lane = Arc::new(Lane::new(channel.clone()));
   let pidfd = Arc::new(child.pidfd);
-  let advanced = spec.serialization == "advanced";
   {
     let mut st = state.borrow_mut();
     let mut slot = Slot::new(channel.clone(), lane.clone());
     slot.advanced = advanced;
+    slot.reader = reader.as_ref().map(|(side, _)| side.clone());
     if st.watchdog.is_some() {
       slot.beat = Some(Beat::new(st.now_ms()));
     }
@@ -48,40 +59,68 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
     crate::sync::lock(&st.lanes).insert(id, lane.clone());
     crate::sync::lock(&st.pidfds).insert(id, pidfd.clone());
   }
-  let decoder = if advanced {
-    StreamDecoder::V8(Default::default())
-  } else {
-    StreamDecoder::Json(Default::default())
+  let side = match reader {
+    Some((side, forwards)) => {
+      spawn_local(take_forwards(state.clone(), id, side.clone(), forwards));
+      Some(side)
+    }
+    None => {
+      let decoder = StreamDecoder::new(advanced);
+      spawn_local(read_loop(state.clone(), id, channel.clone(), decoder));
+      None
+    }
   };
-  spawn_local(read_loop(state.clone(), id, channel.clone(), decoder));
   spawn_local(write_loop(state.clone(), id, channel, lane));
   spawn_local(reap(state.clone(), id, child.pid, pidfd));
   Ok(Spawned {
     pid: child.pid,
     pipes: child.pipes,
+    reader: side,
   })
 }
 
-/// Frames in the channel's serialization.
-enum StreamDecoder {
-  Json(crate::ipc::json::Decoder),
-  V8(crate::ipc::v8::Decoder),
+/// A worker's descriptors waiting for the NODE_HANDLE message they came
+/// with, which may complete in a later read when it is large (Node's primary
+/// loses them then: nodejs/node#13778). A worker cannot make the primary
+/// hoard them.
+fn hold_fds(held: &mut VecDeque<OwnedFd>, got: impl IntoIterator<Item = OwnedFd>) {
+  held.extend(got);
+  while held.len() > MAX_PENDING_FDS {
+    held.pop_front();
+  }
 }
 
-impl StreamDecoder {
-  fn push(&mut self, data: &[u8], out: &mut Vec<crate::ipc::json::Frame>) {
-    match self {
-      StreamDecoder::Json(d) => d.push(data, out),
-      StreamDecoder::V8(d) => d.push(data, out),
+/// What the JS thread read and handed over, in order, until the channel ends.
+async fn take_forwards(
+  state: Shared,
+  id: u32,
+  side: Arc<ReadSide>,
+  mut forwards: mpsc::UnboundedReceiver<Forward>,
+) {
+  let mut fds = VecDeque::new();
+  while let Some(forward) = forwards.recv().await {
+    match forward {
+      Forward::Frames {
+        mut frames,
+        fds: got,
+      } => {
+        hold_fds(&mut fds, got);
+        cluster::on_frames(&state, id, &mut frames, &mut fds, Some(&side));
+      }
+      Forward::End(error) => {
+        if let Some(e) = error {
+          let error = Error::from_io(&e, "read", "ipc channel");
+          state.borrow().emit(vec![Event::Error { id, error }]);
+        }
+        break;
+      }
     }
   }
+  cluster::on_channel_closed(&state, id);
 }
 
 async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: StreamDecoder) {
   let mut buf = vec![0u8; 64 * 1024];
-  // Descriptors wait here for the NODE_HANDLE message they came with, which
-  // may complete in a later read when it is large (Node's primary loses
-  // them then: nodejs/node#13778).
   let mut fds: VecDeque<OwnedFd> = VecDeque::new();
   let mut got: Vec<OwnedFd> = Vec::new();
   let mut frames = Vec::new();
@@ -93,13 +132,9 @@ async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: S
     match channel.read(&mut buf, &mut got).await {
       Ok(0) => break,
       Ok(n) => {
-        fds.extend(got.drain(..));
-        // A worker cannot make the primary hoard descriptors.
-        while fds.len() > MAX_PENDING_FDS {
-          fds.pop_front();
-        }
+        hold_fds(&mut fds, got.drain(..));
         decoder.push(&buf[..n], &mut frames);
-        cluster::on_frames(&state, id, &mut frames, &mut fds);
+        cluster::on_frames(&state, id, &mut frames, &mut fds, None);
       }
       // The worker vanished mid-stream: that is a disconnect, not an error.
       Err(e) if e.raw_os_error() == Some(Errno::ECONNRESET as i32) => break,

@@ -1,0 +1,206 @@
+//! Which thread reads a worker's channel.
+//!
+//! Under SCHED_RR the engine does: the dispatcher's acks are on its hot path.
+//! Under the other policies the JS thread does, as Node's primary does, so a
+//! worker's reply reaches a `'message'` listener after one thread wake-up,
+//! not two (engine, then JS). The JS thread emits a read's plain user
+//! messages itself. A read with anything the engine answers (the cluster
+//! protocol, handles and their descriptors, bad bytes, the end of the
+//! stream) goes to the engine instead, and so does every read after it
+//! until the engine's events for it have reached JS: JS sees everything in
+//! channel order. The engine also reads, now and then, when JS has not:
+//! the watchdog must hear heartbeats while the primary's JS is busy.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
+use tokio::sync::mpsc;
+
+use super::Event;
+use crate::ipc::fdpass;
+use crate::ipc::json::Frame;
+
+/// Frames in the channel's serialization.
+pub(crate) enum StreamDecoder {
+  Json(crate::ipc::json::Decoder),
+  V8(crate::ipc::v8::Decoder),
+}
+
+impl StreamDecoder {
+  pub fn new(advanced: bool) -> Self {
+    if advanced {
+      StreamDecoder::V8(Default::default())
+    } else {
+      StreamDecoder::Json(Default::default())
+    }
+  }
+
+  pub fn push(&mut self, data: &[u8], out: &mut Vec<Frame>) {
+    match self {
+      StreamDecoder::Json(d) => d.push(data, out),
+      StreamDecoder::V8(d) => d.push(data, out),
+    }
+  }
+}
+
+/// What a read hands the engine, in channel order.
+pub(crate) enum Forward {
+  Frames {
+    frames: Vec<Frame>,
+    fds: Vec<OwnedFd>,
+  },
+  /// End of stream; with the error that ended it, if one did.
+  End(Option<io::Error>),
+}
+
+/// The read side of a channel the JS thread reads.
+pub struct ReadSide {
+  id: u32,
+  /// A duplicate of the channel's descriptor: JS polls it, so it stays open
+  /// until JS has stopped polling, whatever the engine does with its own.
+  fd: OwnedFd,
+  inner: Mutex<Inner>,
+  forward: mpsc::UnboundedSender<Forward>,
+}
+
+struct Inner {
+  decoder: StreamDecoder,
+  /// Reads handed to the engine whose events have not reached JS yet.
+  behind: usize,
+  ended: bool,
+}
+
+/// What one read did.
+pub enum Step {
+  /// Plain user messages (maybe none, for a partial message) for JS to emit now.
+  Emit(Vec<Event>),
+  /// Handed to the engine.
+  Forwarded,
+  /// Nothing to read now.
+  Idle,
+  /// The channel has ended; nothing more will be read.
+  Ended,
+}
+
+impl ReadSide {
+  pub(crate) fn new(
+    id: u32,
+    fd: OwnedFd,
+    advanced: bool,
+  ) -> (Arc<ReadSide>, mpsc::UnboundedReceiver<Forward>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let side = ReadSide {
+      id,
+      fd,
+      inner: Mutex::new(Inner {
+        decoder: StreamDecoder::new(advanced),
+        behind: 0,
+        ended: false,
+      }),
+      forward: tx,
+    };
+    (Arc::new(side), rx)
+  }
+
+  pub fn id(&self) -> u32 {
+    self.id
+  }
+
+  pub fn fd(&self) -> RawFd {
+    self.fd.as_raw_fd()
+  }
+
+  /// Reads handed to the engine and not yet back in JS.
+  pub fn behind(&self) -> usize {
+    crate::sync::lock(&self.inner).behind
+  }
+
+  /// JS received the engine's events for one forwarded read; returns how
+  /// many are still out.
+  pub fn caught_up(&self) -> usize {
+    let mut inner = crate::sync::lock(&self.inner);
+    inner.behind = inner.behind.saturating_sub(1);
+    inner.behind
+  }
+
+  /// One read, from the JS thread.
+  pub fn read(&self, buf: &mut [u8]) -> Step {
+    let mut inner = crate::sync::lock(&self.inner);
+    self.read_locked(&mut inner, buf, true)
+  }
+
+  /// From the engine, when JS has not read for a while: up to `reads` reads,
+  /// all handed to the engine.
+  pub(crate) fn drain(&self, buf: &mut [u8], reads: usize) {
+    let mut inner = crate::sync::lock(&self.inner);
+    for _ in 0..reads {
+      if !matches!(self.read_locked(&mut inner, buf, false), Step::Forwarded) {
+        return;
+      }
+    }
+  }
+
+  fn read_locked(&self, inner: &mut Inner, buf: &mut [u8], may_emit: bool) -> Step {
+    if inner.ended {
+      return Step::Ended;
+    }
+    let mut fds = Vec::new();
+    let n = loop {
+      match fdpass::recv(self.fd.as_fd(), buf, &mut fds) {
+        Ok(0) => return self.end(inner, None),
+        Ok(n) => break n,
+        Err(Errno::EINTR) => continue,
+        Err(Errno::EAGAIN) => return Step::Idle,
+        // The worker vanished mid-stream: that is a disconnect, not an error.
+        Err(Errno::ECONNRESET) => return self.end(inner, None),
+        Err(e) => return self.end(inner, Some(e.into())),
+      }
+    };
+    let mut frames = Vec::new();
+    inner.decoder.push(&buf[..n], &mut frames);
+    let plain = fds.is_empty()
+      && frames
+        .iter()
+        .all(|f| matches!(f, Frame::User(_) | Frame::UserBytes(_)));
+    if may_emit && plain && inner.behind == 0 {
+      return Step::Emit(super::cluster::user_events(self.id, frames));
+    }
+    inner.behind += 1;
+    // The engine is gone only while the process exits.
+    let _ = self.forward.send(Forward::Frames { frames, fds });
+    Step::Forwarded
+  }
+
+  /// JS cannot read this channel after all: it ends with `error`.
+  pub fn abandon(&self, error: io::Error) {
+    let mut inner = crate::sync::lock(&self.inner);
+    if !inner.ended {
+      self.end(&mut inner, Some(error));
+    }
+  }
+
+  fn end(&self, inner: &mut Inner, error: Option<io::Error>) -> Step {
+    inner.ended = true;
+    let _ = self.forward.send(Forward::End(error));
+    Step::Ended
+  }
+}
+
+/// Marks the end of the engine's events for one forwarded read; the binding
+/// calls [`ReadSide::caught_up`] once the batch carrying it reaches JS.
+#[derive(Clone)]
+pub struct CaughtUp(pub Arc<ReadSide>);
+
+impl PartialEq for CaughtUp {
+  fn eq(&self, other: &Self) -> bool {
+    Arc::ptr_eq(&self.0, &other.0)
+  }
+}
+
+impl std::fmt::Debug for CaughtUp {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "CaughtUp({})", self.0.id)
+  }
+}
