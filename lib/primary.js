@@ -338,81 +338,132 @@ const supervisor = supervise.install(cluster, native, live, () => ids + 1, () =>
 
 // ---------------------------------------------------------------- engine events
 
+// Events after one whose listener threw, still to be delivered.
+let leftover = null;
+
+// A listener threw while a batch was being delivered: the rest of it.
+class Interrupted {
+  constructor(error, rest) {
+    this.error = error;
+    this.rest = rest;
+  }
+}
+
+// In Node each message is emitted in its own process.nextTick: a listener
+// that throws is an uncaught exception then and there, and the messages read
+// with it still arrive after it. So here: the throw goes up as it is
+// (index.js is called as a callback from the event loop), and the rest of the
+// batch comes first in the next delivery, at the latest on setImmediate.
 function onEvents(batch) {
-  for (const ev of batch) {
-    const worker = live.get(ev.id);
-    if (worker === undefined) continue;
-    const proc = worker.process;
-    switch (ev.kind) {
-      case 'online':
-        worker.state = 'online';
-        worker.emit('online');
-        cluster.emit('online', worker);
-        break;
-      case 'listening': {
-        const m = JSON.parse(ev.data);
-        const info = { addressType: m.addressType, address: m.address, port: m.port, fd: m.fd };
-        worker.state = 'listening';
-        worker.emit('listening', info);
-        cluster.emit('listening', worker, info);
-        break;
+  if (leftover !== null) {
+    batch = leftover.concat(batch);
+    leftover = null;
+  }
+  for (let i = 0; i < batch.length; i++) {
+    try {
+      onEvent(batch[i]);
+    } catch (thrown) {
+      let error = thrown;
+      const rest = batch.slice(i + 1);
+      if (thrown instanceof Interrupted) {
+        error = thrown.error;
+        if (thrown.rest.messages.length > 0) rest.unshift(thrown.rest);
       }
-      case 'message':
-        // One message the engine could not vouch for: JS's parse decides.
-        for (const message of parseFromWorker(worker, ev.data, false)) proc.emit('message', message, undefined);
-        break;
-      case 'messages':
-        // A listener may disconnect or kill the worker mid-batch; Node would
-        // still deliver what it had read, and so do we.
-        for (const message of parseFromWorker(worker, ev.data, true)) proc.emit('message', message, undefined);
-        break;
-      case 'messagesV8': {
-        let messages;
-        try {
-          messages = [...deserializeAll(ev.bytes)];
-        } catch (err) {
-          reportWorkerError(worker, err);
-          break;
-        }
-        for (const message of messages) proc.emit('message', message, undefined);
-        break;
+      if (rest.length > 0) {
+        leftover = rest;
+        setImmediate(onEvents, []);
       }
-      case 'handleMessage': {
-        let envelope;
-        try {
-          [envelope] = ev.bytes ? deserializeAll(ev.bytes) : [JSON.parse(ev.data)];
-        } catch (err) {
-          require('node:fs').closeSync(ev.fd);
-          reportWorkerError(worker, err);
-          break;
-        }
-        wrapHandle(proc, envelope, ev.fd, (handle) => proc.emit('message', envelope.msg, handle));
-        break;
-      }
-      case 'exitedAfterDisconnect':
-        worker.exitedAfterDisconnect = true;
-        break;
-      case 'disconnect':
-        proc._onDisconnect();
-        break;
-      case 'exit':
-        proc._onExit(ev.code, ev.signal);
-        break;
-      case 'error':
-        reportWorkerError(worker, errors.systemError(ev.error));
-        break;
-      case 'internal': {
-        const message = JSON.parse(ev.data);
-        if (message.cmd === 'NODE_RCLUSTER') supervisor.onMessage(worker, message);
-        else proc._onInternal(message);
-        break;
-      }
-      case 'unresponsive':
-        supervisor.onUnresponsive(worker);
-        break;
-      default:
-        break;
+      throw error;
     }
+  }
+}
+
+function emitMessages(worker, messages) {
+  for (let i = 0; i < messages.length; i++) {
+    try {
+      worker.process.emit('message', messages[i], undefined);
+    } catch (error) {
+      throw new Interrupted(error, { kind: 'parsed', id: worker.id, messages: messages.slice(i + 1) });
+    }
+  }
+}
+
+function onEvent(ev) {
+  const worker = live.get(ev.id);
+  if (worker === undefined) return;
+  const proc = worker.process;
+  switch (ev.kind) {
+    case 'online':
+      worker.state = 'online';
+      worker.emit('online');
+      cluster.emit('online', worker);
+      break;
+    case 'listening': {
+      const m = JSON.parse(ev.data);
+      const info = { addressType: m.addressType, address: m.address, port: m.port, fd: m.fd };
+      worker.state = 'listening';
+      worker.emit('listening', info);
+      cluster.emit('listening', worker, info);
+      break;
+    }
+    case 'message':
+      // One message the engine could not vouch for: JS's parse decides.
+      emitMessages(worker, parseFromWorker(worker, ev.data, false));
+      break;
+    case 'messages':
+      // A listener may disconnect or kill the worker mid-batch; Node would
+      // still deliver what it had read, and so do we.
+      emitMessages(worker, parseFromWorker(worker, ev.data, true));
+      break;
+    case 'parsed':
+      emitMessages(worker, ev.messages);
+      break;
+    case 'messagesV8': {
+      let messages;
+      try {
+        messages = [...deserializeAll(ev.bytes)];
+      } catch (err) {
+        reportWorkerError(worker, err);
+        break;
+      }
+      emitMessages(worker, messages);
+      break;
+    }
+    case 'handleMessage': {
+      let envelope;
+      try {
+        [envelope] = ev.bytes ? deserializeAll(ev.bytes) : [JSON.parse(ev.data)];
+      } catch (err) {
+        require('node:fs').closeSync(ev.fd);
+        reportWorkerError(worker, err);
+        break;
+      }
+      wrapHandle(proc, envelope, ev.fd, (handle) => proc.emit('message', envelope.msg, handle));
+      break;
+    }
+    case 'exitedAfterDisconnect':
+      worker.exitedAfterDisconnect = true;
+      break;
+    case 'disconnect':
+      proc._onDisconnect();
+      break;
+    case 'exit':
+      proc._onExit(ev.code, ev.signal);
+      break;
+    case 'error':
+      reportWorkerError(worker, errors.systemError(ev.error));
+      break;
+    case 'internal': {
+      const message = JSON.parse(ev.data);
+      if (message.cmd === 'NODE_RCLUSTER') supervisor.onMessage(worker, message);
+      else proc._onInternal(message);
+      break;
+    }
+    case 'unresponsive':
+      supervisor.onUnresponsive(worker);
+      break;
+    default:
+      break;
   }
 }
 
