@@ -30,3 +30,24 @@ test('a worker stuck in while(true) is reported unresponsive, aborted and replac
     fs.rmSync(cwd, { recursive: true, force: true });
   }
 });
+
+test('healthy workers are not aborted while the primary\'s own JS is busy past the timeout', async () => {
+  // The primary's JS thread reads the channels; while it is busy the engine
+  // reads them for the heartbeats, and the messages it read still reach JS
+  // in order.
+  const settings = { heartbeat: { interval: 100, timeout: 600, grace: 300 } };
+  const app = startFixture('supervised.js', {
+    env: { SCENARIO: 'busyprimary', WORKERS: '2', BLOCK_MS: '2000', SETTINGS: JSON.stringify(settings) },
+  });
+  try {
+    const { ticks } = await app.next((e) => e.ticks, 10000);
+    expect(app.events.filter((e) => e.ev === 'unresponsive' || e.ev === 'exit')).toEqual([]);
+    for (const id of ['1', '2']) {
+      // 2.5 s of ticks every 20 ms, none lost or out of order.
+      expect(ticks[id].length).toBeGreaterThan(50);
+      expect(ticks[id]).toEqual(ticks[id].map((_, i) => ticks[id][0] + i));
+    }
+  } finally {
+    app.kill();
+  }
+});
