@@ -251,7 +251,7 @@ function createWorkerProcess(id, env) {
 cluster.fork = function fork(env) {
   cluster.setupPrimary();
   if (!started) {
-    native.start(onEvents, schedulingPolicy);
+    native.start(onEvents, onMessages, schedulingPolicy);
     started = true;
   }
   const id = ++ids;
@@ -376,6 +376,11 @@ function onEvents(batch) {
       throw error;
     }
   }
+}
+
+// One worker's read of plain JSON messages, the common case (see binding.rs).
+function onMessages(id, data) {
+  onEvents([{ kind: 'messages', id, data }]);
 }
 
 function emitMessages(worker, messages) {

@@ -37,15 +37,26 @@ impl From<Vec<Event>> for Delivery {
   }
 }
 
-/// `events` as the JS array index.js's handler takes (JS thread only).
+/// The arguments for index.js's handlers (JS thread only): `(id, jsonArray)`
+/// for `onMessages` when the events are one read of plain JSON messages,
+/// else `(events)` for `onEvents`; the bool says which.
 ///
 /// # Safety
 /// On the JS thread, inside a handle scope, with the module's `env`.
-pub(crate) unsafe fn js_events(
+pub(crate) unsafe fn js_args(
   env: napi::sys::napi_env,
-  events: Vec<Event>,
-) -> Option<napi::sys::napi_value> {
-  <Vec<JsEvent> as ToNapiValue>::to_napi_value(env, Delivery::from(events).events).ok()
+  mut events: Vec<Event>,
+) -> Option<(bool, Vec<napi::sys::napi_value>)> {
+  if let [Event::Messages { .. }] = events.as_slice() {
+    let Some(Event::Messages { id, array }) = events.pop() else {
+      unreachable!("matched just above")
+    };
+    let id = u32::to_napi_value(env, id).ok()?;
+    let array = String::to_napi_value(env, array).ok()?;
+    return Some((true, vec![id, array]));
+  }
+  let batch = <Vec<JsEvent> as ToNapiValue>::to_napi_value(env, Delivery::from(events).events);
+  Some((false, vec![batch.ok()?]))
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -168,14 +179,21 @@ impl Sink for JsSink {
 }
 
 /// Starts the engine once, with the frozen scheduling policy; `onEvents`
-/// receives arrays of events. Later calls are no-ops.
+/// receives arrays of events, `onMessages(id, jsonArray)` one worker's read
+/// of plain JSON messages (the common case, without building event objects).
+/// Later calls are no-ops.
 #[napi]
-pub fn start(env: Env, on_events: Function<Vec<JsEvent>, ()>, policy: u32) -> Result<()> {
+pub fn start(
+  env: Env,
+  on_events: Function<Vec<JsEvent>, ()>,
+  on_messages: Function<(u32, String), ()>,
+  policy: u32,
+) -> Result<()> {
   if ENGINE.get().is_some() {
     return Ok(());
   }
-  // SAFETY: a napi call on the JS thread, with its env and argument.
-  let js_reads = unsafe { crate::jsread::install(env.raw(), on_events.raw()) };
+  // SAFETY: a napi call on the JS thread, with its env and arguments.
+  let js_reads = unsafe { crate::jsread::install(env.raw(), on_events.raw(), on_messages.raw()) };
   let pressure = Arc::new(Pressure::default());
   let delivered = pressure.clone();
   let tsfn: EventFn = on_events

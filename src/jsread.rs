@@ -86,6 +86,7 @@ fn uv() -> Option<&'static Uv> {
 struct Ctx {
   env: sys::napi_env,
   on_events: sys::napi_ref,
+  on_messages: sys::napi_ref,
   async_context: sys::napi_async_context,
   uv_loop: *mut c_void,
   uv: &'static Uv,
@@ -117,17 +118,29 @@ macro_rules! check {
   };
 }
 
-/// Sets the JS thread up to read channels, calling `on_events` (index.js's
-/// handler) with what it reads. False when it cannot: the engine reads then.
+/// Sets the JS thread up to read channels, calling index.js's handlers
+/// (`on_events`, `on_messages`: see the binding's `start`) with what it
+/// reads. False when it cannot: the engine reads then.
 ///
 /// # Safety
 /// On the JS thread, inside a napi call, with that call's `env`.
-pub unsafe fn install(env: sys::napi_env, on_events: sys::napi_value) -> bool {
+pub unsafe fn install(
+  env: sys::napi_env,
+  on_events: sys::napi_value,
+  on_messages: sys::napi_value,
+) -> bool {
   let Some(uv) = uv() else {
     return false;
   };
   let mut uv_loop = null_mut();
   check!(sys::napi_get_uv_event_loop(env, &mut uv_loop));
+  let mut on_messages_ref = null_mut();
+  check!(sys::napi_create_reference(
+    env,
+    on_messages,
+    1,
+    &mut on_messages_ref
+  ));
   let mut on_events_ref = null_mut();
   check!(sys::napi_create_reference(
     env,
@@ -164,6 +177,7 @@ pub unsafe fn install(env: sys::napi_env, on_events: sys::napi_value) -> bool {
     c.set(Ctx {
       env,
       on_events: on_events_ref,
+      on_messages: on_messages_ref,
       async_context,
       uv_loop: uv_loop.cast(),
       uv,
@@ -245,18 +259,22 @@ unsafe extern "C" fn on_readable(handle: *mut c_void, _status: c_int, _events: c
       break;
     }
     // An error status shows up as the read's error.
-    match side.read(&mut buf) {
-      Step::Emit(events) => {
+    let more = match side.read(&mut buf) {
+      Step::Emit { events, more } => {
         if !events.is_empty() {
           emit(events);
         }
+        more
       }
-      Step::Forwarded => {}
+      Step::Forwarded { more } => more,
       Step::Idle => break,
       Step::Ended => {
         ctx(|ctx| close(ctx, reader));
         break;
       }
+    };
+    if !more {
+      break;
     }
   }
   BUF.with(|b| b.set(buf));
@@ -286,13 +304,26 @@ unsafe fn emit(events: Vec<Event>) {
     }
     let mut func = null_mut();
     let mut global = null_mut();
-    if let Some(batch) = crate::binding::js_events(env, events) {
-      if sys::napi_get_reference_value(env, ctx.on_events, &mut func) == sys::Status::napi_ok
+    if let Some((messages, args)) = crate::binding::js_args(env, events) {
+      let handler = if messages {
+        ctx.on_messages
+      } else {
+        ctx.on_events
+      };
+      if sys::napi_get_reference_value(env, handler, &mut func) == sys::Status::napi_ok
         && sys::napi_get_global(env, &mut global) == sys::Status::napi_ok
       {
         let mut result = null_mut();
-        let status =
-          sys::napi_make_callback(env, ctx.async_context, global, func, 1, &batch, &mut result);
+        let (argc, argv) = (args.len(), args.as_ptr());
+        let status = sys::napi_make_callback(
+          env,
+          ctx.async_context,
+          global,
+          func,
+          argc,
+          argv,
+          &mut result,
+        );
         if status == sys::Status::napi_pending_exception {
           let mut error = null_mut();
           sys::napi_get_and_clear_last_exception(env, &mut error);

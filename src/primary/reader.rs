@@ -72,12 +72,14 @@ struct Inner {
   ended: bool,
 }
 
-/// What one read did.
+/// What one read did. `more`: the read filled the buffer, so there may be
+/// more to read now; otherwise the next read would most likely find nothing
+/// (libuv's own stream reads stop there too).
 pub enum Step {
   /// Plain user messages (maybe none, for a partial message) for JS to emit now.
-  Emit(Vec<Event>),
+  Emit { events: Vec<Event>, more: bool },
   /// Handed to the engine.
-  Forwarded,
+  Forwarded { more: bool },
   /// Nothing to read now.
   Idle,
   /// The channel has ended; nothing more will be read.
@@ -136,7 +138,10 @@ impl ReadSide {
   pub(crate) fn drain(&self, buf: &mut [u8], reads: usize) {
     let mut inner = crate::sync::lock(&self.inner);
     for _ in 0..reads {
-      if !matches!(self.read_locked(&mut inner, buf, false), Step::Forwarded) {
+      if !matches!(
+        self.read_locked(&mut inner, buf, false),
+        Step::Forwarded { .. }
+      ) {
         return;
       }
     }
@@ -158,6 +163,7 @@ impl ReadSide {
         Err(e) => return self.end(inner, Some(e.into())),
       }
     };
+    let more = n == buf.len();
     let mut frames = Vec::new();
     inner.decoder.push(&buf[..n], &mut frames);
     let plain = fds.is_empty()
@@ -165,12 +171,13 @@ impl ReadSide {
         .iter()
         .all(|f| matches!(f, Frame::User(_) | Frame::UserBytes(_)));
     if may_emit && plain && inner.behind == 0 {
-      return Step::Emit(super::cluster::user_events(self.id, frames));
+      let events = super::cluster::user_events(self.id, frames);
+      return Step::Emit { events, more };
     }
     inner.behind += 1;
     // The engine is gone only while the process exits.
     let _ = self.forward.send(Forward::Frames { frames, fds });
-    Step::Forwarded
+    Step::Forwarded { more }
   }
 
   /// JS cannot read this channel after all: it ends with `error`.
