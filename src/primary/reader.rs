@@ -211,3 +211,100 @@ impl std::fmt::Debug for CaughtUp {
     write!(f, "CaughtUp({})", self.0.id)
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+  use std::io::Write;
+  use std::os::unix::net::UnixStream;
+
+  fn pair() -> (Arc<ReadSide>, mpsc::UnboundedReceiver<Forward>, UnixStream) {
+    let (ours, theirs) = socketpair(
+      AddressFamily::Unix,
+      SockType::Stream,
+      None,
+      SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .unwrap();
+    let (side, rx) = ReadSide::new(7, ours, false);
+    (side, rx, UnixStream::from(theirs))
+  }
+
+  fn emitted(step: Step) -> Vec<Event> {
+    match step {
+      Step::Emit { events, .. } => events,
+      _ => panic!("expected user messages to emit"),
+    }
+  }
+
+  #[test]
+  fn plain_reads_are_emitted_and_anything_after_a_handover_waits_for_it() {
+    let (side, mut rx, mut worker) = pair();
+    let mut buf = vec![0u8; 4096];
+    assert!(matches!(side.read(&mut buf), Step::Idle));
+
+    worker.write_all(b"\"a\"\n{\"b\":1}\n").unwrap();
+    let events = emitted(side.read(&mut buf));
+    assert_eq!(
+      events,
+      vec![Event::Messages {
+        id: 7,
+        array: "[\"a\",{\"b\":1}]".into()
+      }]
+    );
+
+    // A protocol message goes to the engine, with the user message beside it...
+    worker
+      .write_all(b"\"c\"\n{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\"}\n")
+      .unwrap();
+    assert!(matches!(side.read(&mut buf), Step::Forwarded { .. }));
+    assert_eq!(side.behind(), 1);
+    // ...and so does a plain read after it, until JS has the engine's events.
+    worker.write_all(b"\"d\"\n").unwrap();
+    assert!(matches!(side.read(&mut buf), Step::Forwarded { .. }));
+    assert_eq!(side.caught_up(), 1);
+    assert_eq!(side.caught_up(), 0);
+    worker.write_all(b"\"e\"\n").unwrap();
+    assert_eq!(emitted(side.read(&mut buf)).len(), 1);
+
+    let mut forwarded = Vec::new();
+    while let Ok(Forward::Frames { frames, .. }) = rx.try_recv() {
+      forwarded.extend(frames);
+    }
+    assert!(matches!(&forwarded[0], Frame::User(s) if s == "\"c\""));
+    assert!(matches!(&forwarded[1], Frame::Internal(_)));
+    assert!(matches!(&forwarded[2], Frame::User(s) if s == "\"d\""));
+
+    // The end of the stream is the engine's too, once.
+    drop(worker);
+    assert!(matches!(side.read(&mut buf), Step::Ended));
+    assert!(matches!(side.read(&mut buf), Step::Ended));
+    assert!(matches!(rx.try_recv(), Ok(Forward::End(None))));
+    assert!(rx.try_recv().is_err());
+  }
+
+  #[test]
+  fn the_engine_drains_for_a_busy_js_thread_in_order() {
+    let (side, mut rx, mut worker) = pair();
+    // Small reads, so the drain takes several and JS finds the rest.
+    let mut buf = vec![0u8; 8];
+    worker
+      .write_all(b"\"one\"\n\"two\"\n\"three\"\n\"four\"\n")
+      .unwrap();
+    side.drain(&mut buf, 2);
+    assert_eq!(side.behind(), 2);
+    // JS, meanwhile behind, hands its reads over too.
+    assert!(matches!(side.read(&mut buf), Step::Forwarded { .. }));
+    let mut users = Vec::new();
+    while let Ok(Forward::Frames { frames, .. }) = rx.try_recv() {
+      for f in frames {
+        if let Frame::User(s) = f {
+          users.push(s);
+        }
+      }
+    }
+    assert_eq!(users, ["\"one\"", "\"two\"", "\"three\""]);
+    assert_eq!(side.behind(), 3);
+  }
+}
