@@ -1,5 +1,5 @@
 'use strict';
-// Garbage, a death mid-message and a flood from some workers become those
+// Garbage, a death mid-message and floods from some workers become those
 // workers' errors or exits; the primary and its other workers keep serving.
 const { startFixture, get } = require('./helpers');
 
@@ -18,6 +18,7 @@ test('a misbehaving worker never takes the primary down', async () => {
     expect(app.events).toContainEqual({ garbageMessage: { after: 'garbage' } });
     await expect(app.next((e) => e.dyingExit)).resolves.toEqual({ dyingExit: [null, 'SIGKILL'] });
     await expect(app.next((e) => e.flood !== undefined, 20000)).resolves.toEqual({ flood: 50000 });
+    await expect(app.next((e) => e.noise !== undefined, 20000)).resolves.toEqual({ noise: 200 });
     for (let i = 0; i < 20; i++) expect(await get(ready)).toBe('alive');
     expect((await app.stop('SIGTERM')).code).toBe(0);
   } finally {
