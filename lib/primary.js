@@ -251,7 +251,7 @@ function createWorkerProcess(id, env) {
 cluster.fork = function fork(env) {
   cluster.setupPrimary();
   if (!started) {
-    native.start(onEvents, onMessages, schedulingPolicy);
+    native.start(onDelivery, schedulingPolicy);
     started = true;
   }
   const id = ++ids;
@@ -378,9 +378,11 @@ function onEvents(batch) {
   }
 }
 
-// One worker's read of plain JSON messages, the common case (see binding.rs).
-function onMessages(id, data) {
-  onEvents([{ kind: 'messages', id, data }]);
+// From the engine, or from the JS thread's own channel reads: one worker's
+// read of plain JSON messages as (id, jsonArray), the common case, without
+// event objects; anything else as (0, undefined, events).
+function onDelivery(id, data, events) {
+  onEvents(events == null ? [{ kind: 'messages', id, data }] : events);
 }
 
 function emitMessages(worker, messages) {

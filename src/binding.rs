@@ -13,50 +13,56 @@ use crate::primary::pressure::Pressure;
 use crate::primary::reader::{CaughtUp, ReadSide};
 use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
 
-type EventFn = ThreadsafeFunction<Delivery, (), Vec<JsEvent>, Status, false, true>;
+/// What index.js's `onDelivery(id, jsonArray, events)` is called with: one
+/// worker's read of plain JSON messages as `(id, jsonArray)` (the common
+/// case, without building event objects), anything else as
+/// `(0, undefined, events)`.
+type DeliveryArgs = (u32, Option<String>, Option<Vec<JsEvent>>);
+
+type EventFn = ThreadsafeFunction<Delivery, (), FnArgs<DeliveryArgs>, Status, false, true>;
 
 /// A batch for JS, and the channels whose handed-over reads it completes.
 pub struct Delivery {
-  events: Vec<JsEvent>,
+  args: DeliveryArgs,
   caught: Vec<Arc<ReadSide>>,
 }
 
 impl From<Vec<Event>> for Delivery {
-  fn from(events: Vec<Event>) -> Self {
-    let mut batch = Delivery {
-      events: Vec::with_capacity(events.len()),
-      caught: Vec::new(),
-    };
-    for ev in events {
-      match ev {
-        Event::CaughtUp(CaughtUp(side)) => batch.caught.push(side),
-        ev => batch.events.push(JsEvent::from(ev)),
+  fn from(mut events: Vec<Event>) -> Self {
+    let mut caught = Vec::new();
+    events.retain(|ev| match ev {
+      Event::CaughtUp(CaughtUp(side)) => {
+        caught.push(side.clone());
+        false
       }
-    }
-    batch
+      _ => true,
+    });
+    let args = match events.pop() {
+      Some(Event::Messages { id, array }) if events.is_empty() => (id, Some(array), None),
+      last => {
+        events.extend(last);
+        let js = events.into_iter().map(JsEvent::from).collect();
+        (0, None, Some(js))
+      }
+    };
+    Delivery { args, caught }
   }
 }
 
-/// The arguments for index.js's handlers (JS thread only): `(id, jsonArray)`
-/// for `onMessages` when the events are one read of plain JSON messages,
-/// else `(events)` for `onEvents`; the bool says which.
+/// `events` as the three arguments of index.js's `onDelivery` (JS thread only).
 ///
 /// # Safety
 /// On the JS thread, inside a handle scope, with the module's `env`.
 pub(crate) unsafe fn js_args(
   env: napi::sys::napi_env,
-  mut events: Vec<Event>,
-) -> Option<(bool, Vec<napi::sys::napi_value>)> {
-  if let [Event::Messages { .. }] = events.as_slice() {
-    let Some(Event::Messages { id, array }) = events.pop() else {
-      unreachable!("matched just above")
-    };
-    let id = u32::to_napi_value(env, id).ok()?;
-    let array = String::to_napi_value(env, array).ok()?;
-    return Some((true, vec![id, array]));
-  }
-  let batch = <Vec<JsEvent> as ToNapiValue>::to_napi_value(env, Delivery::from(events).events);
-  Some((false, vec![batch.ok()?]))
+  events: Vec<Event>,
+) -> Option<[napi::sys::napi_value; 3]> {
+  let (id, data, batch) = Delivery::from(events).args;
+  Some([
+    u32::to_napi_value(env, id).ok()?,
+    Option::<String>::to_napi_value(env, data).ok()?,
+    Option::<Vec<JsEvent>>::to_napi_value(env, batch).ok()?,
+  ])
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -178,25 +184,19 @@ impl Sink for JsSink {
   }
 }
 
-/// Starts the engine once, with the frozen scheduling policy; `onEvents`
-/// receives arrays of events, `onMessages(id, jsonArray)` one worker's read
-/// of plain JSON messages (the common case, without building event objects).
+/// Starts the engine once, with the frozen scheduling policy; `onDelivery`
+/// receives what workers sent and what became of them (see `DeliveryArgs`).
 /// Later calls are no-ops.
 #[napi]
-pub fn start(
-  env: Env,
-  on_events: Function<Vec<JsEvent>, ()>,
-  on_messages: Function<(u32, String), ()>,
-  policy: u32,
-) -> Result<()> {
+pub fn start(env: Env, on_delivery: Function<FnArgs<DeliveryArgs>, ()>, policy: u32) -> Result<()> {
   if ENGINE.get().is_some() {
     return Ok(());
   }
-  // SAFETY: a napi call on the JS thread, with its env and arguments.
-  let js_reads = unsafe { crate::jsread::install(env.raw(), on_events.raw(), on_messages.raw()) };
+  // SAFETY: a napi call on the JS thread, with its env and argument.
+  let js_reads = unsafe { crate::jsread::install(env.raw(), on_delivery.raw()) };
   let pressure = Arc::new(Pressure::default());
   let delivered = pressure.clone();
-  let tsfn: EventFn = on_events
+  let tsfn: EventFn = on_delivery
     .build_threadsafe_function::<Delivery>()
     .callee_handled::<false>()
     .weak::<true>()
@@ -206,7 +206,7 @@ pub fn start(
       for side in &ctx.value.caught {
         crate::jsread::caught_up(side);
       }
-      Ok(ctx.value.events)
+      Ok(FnArgs::from(ctx.value.args))
     })?;
   let tsfn = Arc::new(tsfn);
   let sink = JsSink(tsfn.clone(), pressure);

@@ -85,8 +85,7 @@ fn uv() -> Option<&'static Uv> {
 /// What the JS thread needs to call index.js from a libuv callback.
 struct Ctx {
   env: sys::napi_env,
-  on_events: sys::napi_ref,
-  on_messages: sys::napi_ref,
+  on_delivery: sys::napi_ref,
   async_context: sys::napi_async_context,
   uv_loop: *mut c_void,
   uv: &'static Uv,
@@ -118,35 +117,24 @@ macro_rules! check {
   };
 }
 
-/// Sets the JS thread up to read channels, calling index.js's handlers
-/// (`on_events`, `on_messages`: see the binding's `start`) with what it
-/// reads. False when it cannot: the engine reads then.
+/// Sets the JS thread up to read channels, calling index.js's
+/// `on_delivery` (see the binding's `start`) with what it reads. False when
+/// it cannot: the engine reads then.
 ///
 /// # Safety
 /// On the JS thread, inside a napi call, with that call's `env`.
-pub unsafe fn install(
-  env: sys::napi_env,
-  on_events: sys::napi_value,
-  on_messages: sys::napi_value,
-) -> bool {
+pub unsafe fn install(env: sys::napi_env, on_delivery: sys::napi_value) -> bool {
   let Some(uv) = uv() else {
     return false;
   };
   let mut uv_loop = null_mut();
   check!(sys::napi_get_uv_event_loop(env, &mut uv_loop));
-  let mut on_messages_ref = null_mut();
+  let mut on_delivery_ref = null_mut();
   check!(sys::napi_create_reference(
     env,
-    on_messages,
+    on_delivery,
     1,
-    &mut on_messages_ref
-  ));
-  let mut on_events_ref = null_mut();
-  check!(sys::napi_create_reference(
-    env,
-    on_events,
-    1,
-    &mut on_events_ref
+    &mut on_delivery_ref
   ));
   // The async resource 'message' listeners run under, kept for the process.
   let mut resource = null_mut();
@@ -176,8 +164,7 @@ pub unsafe fn install(
   CTX.with(|c| {
     c.set(Ctx {
       env,
-      on_events: on_events_ref,
-      on_messages: on_messages_ref,
+      on_delivery: on_delivery_ref,
       async_context,
       uv_loop: uv_loop.cast(),
       uv,
@@ -304,13 +291,8 @@ unsafe fn emit(events: Vec<Event>) {
     }
     let mut func = null_mut();
     let mut global = null_mut();
-    if let Some((messages, args)) = crate::binding::js_args(env, events) {
-      let handler = if messages {
-        ctx.on_messages
-      } else {
-        ctx.on_events
-      };
-      if sys::napi_get_reference_value(env, handler, &mut func) == sys::Status::napi_ok
+    if let Some(args) = crate::binding::js_args(env, events) {
+      if sys::napi_get_reference_value(env, ctx.on_delivery, &mut func) == sys::Status::napi_ok
         && sys::napi_get_global(env, &mut global) == sys::Status::napi_ok
       {
         let mut result = null_mut();
