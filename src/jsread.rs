@@ -117,6 +117,13 @@ macro_rules! check {
   };
 }
 
+/// A reference that keeps `value` alive for the life of the process.
+unsafe fn keep(env: sys::napi_env, value: sys::napi_value) -> Option<sys::napi_ref> {
+  let mut reference = null_mut();
+  let status = sys::napi_create_reference(env, value, 1, &mut reference);
+  (status == sys::Status::napi_ok).then_some(reference)
+}
+
 /// Sets the JS thread up to read channels, calling index.js's
 /// `on_delivery` (see the binding's `start`) with what it reads. False when
 /// it cannot: the engine reads then.
@@ -129,23 +136,15 @@ pub unsafe fn install(env: sys::napi_env, on_delivery: sys::napi_value) -> bool 
   };
   let mut uv_loop = null_mut();
   check!(sys::napi_get_uv_event_loop(env, &mut uv_loop));
-  let mut on_delivery_ref = null_mut();
-  check!(sys::napi_create_reference(
-    env,
-    on_delivery,
-    1,
-    &mut on_delivery_ref
-  ));
-  // The async resource 'message' listeners run under, kept for the process.
+  let Some(on_delivery) = keep(env, on_delivery) else {
+    return false;
+  };
+  // The async resource 'message' listeners run under.
   let mut resource = null_mut();
   check!(sys::napi_create_object(env, &mut resource));
-  let mut resource_ref = null_mut();
-  check!(sys::napi_create_reference(
-    env,
-    resource,
-    1,
-    &mut resource_ref
-  ));
+  if keep(env, resource).is_none() {
+    return false;
+  }
   let mut name = null_mut();
   let text = "rcluster:channel";
   check!(sys::napi_create_string_utf8(
@@ -164,7 +163,7 @@ pub unsafe fn install(env: sys::napi_env, on_delivery: sys::napi_value) -> bool 
   CTX.with(|c| {
     c.set(Ctx {
       env,
-      on_delivery: on_delivery_ref,
+      on_delivery,
       async_context,
       uv_loop: uv_loop.cast(),
       uv,
