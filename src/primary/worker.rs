@@ -98,6 +98,7 @@ async fn take_forwards(
   mut forwards: mpsc::UnboundedReceiver<Forward>,
 ) {
   let mut fds = VecDeque::new();
+  let mut error = None;
   while let Some(forward) = forwards.recv().await {
     match forward {
       Forward::Frames {
@@ -107,16 +108,22 @@ async fn take_forwards(
         hold_fds(&mut fds, got);
         cluster::on_frames(&state, id, &mut frames, &mut fds, Some(&side));
       }
-      Forward::End(error) => {
-        if let Some(e) = error {
-          let error = Error::from_io(&e, "read", "ipc channel");
-          state.borrow().emit(vec![Event::Error { id, error }]);
-        }
+      Forward::End(e) => {
+        error = e;
         break;
       }
     }
   }
-  cluster::on_channel_closed(&state, id);
+  channel_ended(&state, id, error);
+}
+
+/// The channel's end was read: a read error is first the worker's error.
+fn channel_ended(state: &Shared, id: u32, error: Option<std::io::Error>) {
+  if let Some(e) = error {
+    let error = Error::from_io(&e, "read", "ipc channel");
+    state.borrow().emit(vec![Event::Error { id, error }]);
+  }
+  cluster::on_channel_closed(state, id);
 }
 
 async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: StreamDecoder) {
@@ -125,27 +132,23 @@ async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: S
   let mut got: Vec<OwnedFd> = Vec::new();
   let mut frames = Vec::new();
   let pressure = state.borrow().sink.pressure();
-  loop {
+  let error = loop {
     if let Some(p) = &pressure {
       p.admit().await;
     }
     match channel.read(&mut buf, &mut got).await {
-      Ok(0) => break,
+      Ok(0) => break None,
       Ok(n) => {
         hold_fds(&mut fds, got.drain(..));
         decoder.push(&buf[..n], &mut frames);
         cluster::on_frames(&state, id, &mut frames, &mut fds, None);
       }
       // The worker vanished mid-stream: that is a disconnect, not an error.
-      Err(e) if e.raw_os_error() == Some(Errno::ECONNRESET as i32) => break,
-      Err(e) => {
-        let error = Error::from_io(&e, "read", "ipc channel");
-        state.borrow().emit(vec![Event::Error { id, error }]);
-        break;
-      }
+      Err(e) if e.raw_os_error() == Some(Errno::ECONNRESET as i32) => break None,
+      Err(e) => break Some(e),
     }
-  }
-  cluster::on_channel_closed(&state, id);
+  };
+  channel_ended(&state, id, error);
 }
 
 /// Drains what could not be written at once; a write error other than the
