@@ -5,7 +5,7 @@
 // lib/internal/cluster/primary.js and worker.js).
 
 const EventEmitter = require('node:events');
-const native = require('../binding.js');
+const native = require('./native');
 const errors = require('./errors');
 const { WorkerProcess, wrapHandle } = require('./process');
 const supervise = require('./supervise');
