@@ -123,6 +123,8 @@ export interface SpawnResult {
   pid?: number
   /** The primary's ends of `pipe` slots 0..2 (now owned by JS), or null. */
   fds: Array<number | undefined | null>
+  /** The number of the primary's end of the worker's channel (the engine owns it). */
+  channelFd?: number
   error?: NativeError
 }
 

@@ -11,6 +11,10 @@ const { WorkerProcess, wrapHandle } = require('./process');
 const supervise = require('./supervise');
 const { deserializeAll } = require('./serialization');
 
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+// Node 24 and later trace each spawn on this channel.
+const spawnTrace = NODE_MAJOR >= 24 ? require('node:diagnostics_channel').tracingChannel('child_process.spawn') : null;
+
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
 const SCHED_REUSEPORT = 3; // rcluster's own: one SO_REUSEPORT socket per worker
@@ -157,7 +161,11 @@ function validateSettings(s) {
   }
   for (const key of ['uid', 'gid']) {
     const v = s[key];
-    if (v != null && !(Number.isInteger(v) && v >= -2147483648 && v <= 2147483647)) {
+    if (v == null) continue;
+    // As child_process's normalizeSpawnArguments: Node 26 validates with
+    // validateInt32 (TypeError or RangeError), Node 20-24 with isInt32.
+    if (NODE_MAJOR >= 26) errors.validateInt32(v, `options.${key}`);
+    else if (!(Number.isInteger(v) && v >= -2147483648 && v <= 2147483647)) {
       throw errors.ERR_INVALID_ARG_TYPE(`options.${key}`, 'int32', v);
     }
   }
@@ -221,8 +229,8 @@ function createWorkerProcess(id, env) {
     if (v !== undefined) envList.push(`${k}=${v}`);
   }
   const serialization = settings.serialization || 'json';
-  const proc = new WorkerProcess(native, id, file, [file, ...args], serialization);
-  const res = native.spawn({
+  const proc = new WorkerProcess(native, id, file, [file, ...args], serialization, updateRef);
+  const options = {
     id,
     file,
     args,
@@ -232,19 +240,28 @@ function createWorkerProcess(id, env) {
     gid: settings.gid,
     stdio: stdioArray(settings.stdio, settings.silent),
     serialization,
-  });
+  };
+  // As Node 24+'s ChildProcess.prototype.spawn: the 'child_process.spawn'
+  // tracing channel sees start, then end or error.
+  const trace = spawnTrace && spawnTrace.hasSubscribers ? spawnTrace : null;
+  if (trace) {
+    trace.start.publish({ process: proc, options: { ...options, args: [file, ...args], envPairs: envList } });
+  }
+  const res = native.spawn(options);
   if (res.error) {
     // As ChildProcess: a spawn failure is an 'error' event, then 'exit' with the errno.
     const err = errors.systemError(res.error, {
       syscall: `spawn ${file}`, path: file, spawnargs: args,
     });
+    if (trace) trace.error.publish({ process: proc, error: err });
     process.nextTick(() => {
       proc.emit('error', err);
       proc._onExit(res.error.errno, null);
     });
     return proc;
   }
-  proc._spawned(res.pid, res.fds);
+  proc._spawned(res.pid, res.fds, res.channelFd);
+  if (trace) trace.end.publish({ process: proc });
   return proc;
 }
 
@@ -311,9 +328,17 @@ function forget(worker) {
   updateRef();
 }
 
-// Node's primary stays alive while it has workers and may exit after the last.
+// Node's primary stays alive while a worker's process or channel is
+// referenced (until it exits or disconnects; `worker.process.unref()` and
+// `worker.process.channel.unref()` let go), and may exit after the last.
 function updateRef() {
-  const want = live.size > 0;
+  let want = false;
+  for (const worker of live.values()) {
+    if (worker.process._keepsAlive()) {
+      want = true;
+      break;
+    }
+  }
   if (want !== referenced) {
     referenced = want;
     native.setRef(want);

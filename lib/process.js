@@ -1,8 +1,12 @@
 'use strict';
-// `worker.process`: the ChildProcess surface apps use, for a child that the
-// Rust engine spawned and owns. The engine's events drive it.
+// `worker.process`: a real ChildProcess (a subclass), for a child that the
+// Rust engine spawned and owns. The engine's events drive it. Constructing
+// it runs Node's own ChildProcess constructor, which publishes the process
+// on the 'child_process' diagnostics channel, as every fork() does.
 
+const { ChildProcess } = require('node:child_process');
 const EventEmitter = require('node:events');
+const { deprecate } = require('node:util');
 const dgram = require('node:dgram');
 const net = require('node:net');
 const { constants: { signals } } = require('node:os');
@@ -21,9 +25,44 @@ function convertToValidSignal(signal) {
   throw errors.ERR_UNKNOWN_SIGNAL(signal);
 }
 
-class WorkerProcess extends EventEmitter {
-  constructor(native, id, spawnfile, spawnargs, serialization = 'json') {
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+
+// As child_process's Control: `child.channel` while connected. Its ref()
+// and unref() decide, with the process's own, whether the worker keeps the
+// primary's event loop alive.
+class Control extends EventEmitter {
+  #child;
+  #fd;
+
+  constructor(child, fd) {
     super();
+    this.#child = child;
+    this.#fd = fd;
+    this._refd = true;
+  }
+
+  ref() {
+    this._refd = true;
+    this.#child._refChanged();
+  }
+
+  unref() {
+    this._refd = false;
+    this.#child._refChanged();
+  }
+
+  get fd() {
+    return this.#fd;
+  }
+}
+
+class WorkerProcess extends ChildProcess {
+  constructor(native, id, spawnfile, spawnargs, serialization = 'json', onRefChange = () => {}) {
+    super();
+    // The engine owns the process: Node's process handle is never spawned.
+    this._handle = null;
+    this._refd = true;
+    this._onRefChange = onRefChange;
     this._advanced = serialization === 'advanced';
     this._native = native;
     this._id = id;
@@ -46,9 +85,22 @@ class WorkerProcess extends EventEmitter {
   }
 
   // Called once the engine has started the process.
-  _spawned(pid, fds) {
+  _spawned(pid, fds, channelFd) {
     this.pid = pid;
     this.connected = true;
+    this.channel = new Control(this, channelFd);
+    if (NODE_MAJOR < 26) {
+      // As Node 20-24's setupChannel (removed in Node 26).
+      const msg = '_channel is deprecated. Use ChildProcess.channel instead.';
+      Object.defineProperty(this, '_channel', {
+        __proto__: null,
+        get: deprecate(() => this.channel, msg, 'DEP0129'),
+        set: deprecate((val) => { this.channel = val; }, msg, 'DEP0129'),
+        configurable: true,
+        enumerable: false,
+      });
+    }
+    process.nextTick(() => this.emit('spawn'));
     // One entry per stdio slot, null where there is no pipe (as ChildProcess).
     this.stdio = fds.map(() => null);
     while (this.stdio.length < 3) this.stdio.push(null);
@@ -208,17 +260,37 @@ class WorkerProcess extends EventEmitter {
       this.emit('error', errors.ERR_IPC_DISCONNECTED());
       return;
     }
-    // No new messages from here on; 'disconnect' comes when the engine has closed the channel.
+    // No new messages from here on; 'disconnect' comes when the engine has
+    // closed the channel. As Node: `channel` is null from this moment.
     this.connected = false;
+    this.channel = null;
+    this._refChanged();
     this._native.closeChannel(this._id);
   }
 
-  ref() {}
+  ref() {
+    this._refd = true;
+    this._refChanged();
+  }
 
-  unref() {}
+  unref() {
+    this._refd = false;
+    this._refChanged();
+  }
+
+  // Whether this worker keeps the primary's event loop alive, as Node's
+  // process handle (until exit) and channel (until disconnect) do.
+  _keepsAlive() {
+    return (!this._exited && this._refd) || Boolean(this.channel && this.channel._refd);
+  }
+
+  _refChanged() {
+    this._onRefChange();
+  }
 
   _onDisconnect() {
     this.connected = false;
+    this.channel = null;
     this.emit('disconnect');
     this._maybeClose();
   }
@@ -227,6 +299,7 @@ class WorkerProcess extends EventEmitter {
     this._exited = true;
     this.exitCode = code ?? null;
     this.signalCode = signal ?? null;
+    this._refChanged();
     if (this.stdin) this.stdin.destroy();
     this.emit('exit', this.exitCode, this.signalCode);
     this._maybeClose();

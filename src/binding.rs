@@ -11,7 +11,7 @@ use napi_derive::napi;
 use crate::error::Error as EngineError;
 use crate::primary::pressure::Pressure;
 use crate::primary::reader::{CaughtUp, ReadSide};
-use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
+use crate::primary::{Engine, Event, KeyRule, Sink, SpawnSpec, StdioSpec};
 
 /// What index.js's `onDelivery(id, jsonArray, events)` is called with: one
 /// worker's read of plain JSON messages as `(id, jsonArray)` (the common
@@ -210,7 +210,15 @@ pub fn start(env: Env, on_delivery: Function<FnArgs<DeliveryArgs>, ()>, policy: 
     })?;
   let tsfn = Arc::new(tsfn);
   let sink = JsSink(tsfn.clone(), pressure);
-  let engine = Engine::start(Arc::new(sink), policy, js_reads).map_err(js_error)?;
+  // Listen keys follow the Node line this primary runs on.
+  let major = env.get_node_version().map(|v| v.major).unwrap_or(20);
+  let engine = Engine::start(
+    Arc::new(sink),
+    policy,
+    js_reads,
+    KeyRule::for_node_major(major),
+  )
+  .map_err(js_error)?;
   let _ = EVENTS.set(tsfn);
   let _ = ENGINE.set(engine);
   Ok(())
@@ -260,6 +268,8 @@ pub struct SpawnResult {
   pub pid: Option<i32>,
   /// The primary's ends of `pipe` slots 0..2 (now owned by JS), or null.
   pub fds: Vec<Option<i32>>,
+  /// The number of the primary's end of the worker's channel (the engine owns it).
+  pub channel_fd: Option<i32>,
   pub error: Option<NativeError>,
 }
 
@@ -316,12 +326,14 @@ pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
           .into_iter()
           .map(|p| p.map(IntoRawFd::into_raw_fd))
           .collect(),
+        channel_fd: Some(spawned.channel_fd),
         error: None,
       }
     }
     Err(e) => SpawnResult {
       pid: None,
       fds: vec![],
+      channel_fd: None,
       error: Some(NativeError::from(&e)),
     },
   })

@@ -49,6 +49,11 @@ impl Channel {
     }
   }
 
+  /// The descriptor's number in this process (`worker.process.channel.fd`).
+  pub fn fd_number(&self) -> RawFd {
+    self.raw().as_raw_fd()
+  }
+
   /// Reads bytes and any attached fds; `Ok(0)` is end of stream. Only for a
   /// channel the engine reads (anything else never becomes readable here).
   pub async fn read(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {

@@ -261,21 +261,49 @@ fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut 
   }
 }
 
-/// `key` as Node builds it: `${address}:${port}:${addressType}:${fd}:${index}`.
-fn handle_key(msg: &Value) -> String {
+/// How the primary keys a worker's listen, which differs by Node line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRule {
+  /// Node 20: `${address}:${port}:${addressType}:${fd}:${index}`, so a
+  /// worker's n-th listen only ever shares with other workers' n-th.
+  WithIndex,
+  /// Node 22 and later (nodejs/node#60141): the worker's listen `index` only
+  /// for port 0, so any listen on a fixed address shares its socket.
+  IndexOnPortZero,
+}
+
+impl KeyRule {
+  /// The rule of the Node major version the primary runs on.
+  pub fn for_node_major(major: u32) -> Self {
+    if major >= 22 {
+      KeyRule::IndexOnPortZero
+    } else {
+      KeyRule::WithIndex
+    }
+  }
+}
+
+/// `key` as the primary's Node line builds it (see `KeyRule`).
+fn handle_key(msg: &Value, rule: KeyRule) -> String {
   let part = |name: &str| match msg.get(name) {
     None => "undefined".to_string(),
     Some(Value::String(s)) => s.clone(),
     Some(v) => v.to_string(),
   };
-  format!(
-    "{}:{}:{}:{}:{}",
+  let key = format!(
+    "{}:{}:{}:{}",
     part("address"),
     part("port"),
     part("addressType"),
     part("fd"),
-    part("index")
-  )
+  );
+  // As Node 22+: `message.port === 0` appends the index (a number 0 only).
+  let port_zero = msg.get("port").and_then(Value::as_f64) == Some(0.0);
+  if rule == KeyRule::WithIndex || port_zero {
+    format!("{key}:{}", part("index"))
+  } else {
+    key
+  }
 }
 
 fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
@@ -286,9 +314,19 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
   if slot.leaving {
     return;
   }
-  let key = handle_key(msg);
+  let key = handle_key(msg, st.key_rule);
   let mut created = Ok(());
-  if !st.handles.contains_key(&key) {
+  if st.handles.get(&key).is_some_and(|h| h.has(id)) {
+    // Node 22+ keys a fixed address without the listen index, so a worker
+    // listening there twice asks for a key it holds. As Node's fix for that
+    // (nodejs/node#65020) and as a second bind would: EADDRINUSE, and the
+    // key stays with the first server.
+    created = Err(crate::error::Error::sys(
+      nix::errno::Errno::EADDRINUSE,
+      "listen",
+      "",
+    ));
+  } else if !st.handles.contains_key(&key) {
     created = create_handle(st, state, &key, msg, id);
   } else if let Some(Handle::ReusePort(pool, _, target, _)) = st.handles.get_mut(&key) {
     let predecessor = st.heirs.get(&id).copied();
@@ -513,9 +551,20 @@ mod tests {
 
   #[test]
   fn key_matches_nodes_template() {
-    let msg = json!({"address": null, "port": 3000, "addressType": 4, "index": 0});
-    assert_eq!(handle_key(&msg), "null:3000:4:undefined:0");
-    let msg = json!({"address": "::1", "port": 0, "addressType": 6, "fd": -1, "index": 2});
-    assert_eq!(handle_key(&msg), "::1:0:6:-1:2");
+    let fixed = json!({"address": null, "port": 3000, "addressType": 4, "index": 1});
+    let zero = json!({"address": "::1", "port": 0, "addressType": 6, "fd": -1, "index": 2});
+    let pipe = json!({"address": "/tmp/s", "port": -1, "addressType": -1, "fd": -1, "index": 3});
+    // Node 20: always with the index.
+    let rule = KeyRule::for_node_major(20);
+    assert_eq!(handle_key(&fixed, rule), "null:3000:4:undefined:1");
+    assert_eq!(handle_key(&zero, rule), "::1:0:6:-1:2");
+    assert_eq!(handle_key(&pipe, rule), "/tmp/s:-1:-1:-1:3");
+    // Node 22 and later: the index only for port 0.
+    for major in [22, 24, 26] {
+      let rule = KeyRule::for_node_major(major);
+      assert_eq!(handle_key(&fixed, rule), "null:3000:4:undefined");
+      assert_eq!(handle_key(&zero, rule), "::1:0:6:-1:2");
+      assert_eq!(handle_key(&pipe, rule), "/tmp/s:-1:-1:-1");
+    }
   }
 }

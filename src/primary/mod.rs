@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::ipc::lane::{Lane, Outgoing};
+pub use cluster::KeyRule;
 pub use spawn::{SpawnSpec, StdioSpec};
 
 /// A descriptor handed to JS with an event. Equal when it is the same fd number.
@@ -106,6 +107,8 @@ pub struct Spawned {
   pub pid: i32,
   /// The primary's ends of `pipe` stdio slots, one entry per slot.
   pub pipes: Vec<Option<OwnedFd>>,
+  /// The number of the primary's end of its channel.
+  pub channel_fd: i32,
   /// Its channel's read side, when the JS thread is to read it.
   pub reader: Option<Arc<reader::ReadSide>>,
 }
@@ -171,7 +174,12 @@ impl Engine {
   /// Starts the engine thread with the frozen scheduling policy. `js_reads`:
   /// the JS thread can read channels (see [`reader`]); it then does, except
   /// under SCHED_RR.
-  pub fn start(sink: Arc<dyn Sink>, policy: u32, js_reads: bool) -> Result<Engine> {
+  pub fn start(
+    sink: Arc<dyn Sink>,
+    policy: u32,
+    js_reads: bool,
+    key_rule: KeyRule,
+  ) -> Result<Engine> {
     let (tx, rx) = mpsc::unbounded_channel();
     let pidfds: PidFds = Arc::default();
     let lanes: Lanes = Arc::default();
@@ -187,7 +195,15 @@ impl Engine {
         let local = tokio::task::LocalSet::new();
         local.block_on(
           &runtime,
-          state::run(rx, sink, policy, js_reads, shared_pidfds, shared_lanes),
+          state::run(
+            rx,
+            sink,
+            policy,
+            js_reads,
+            key_rule,
+            shared_pidfds,
+            shared_lanes,
+          ),
         );
       })
       .map_err(|e| Error::from_io(&e, "pthread_create", "rcluster engine"))?;

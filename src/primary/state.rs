@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Notify};
 use super::dispatch::RrHandle;
 use super::reader::ReadSide;
 use super::steal::Stealer;
-use super::{cluster, worker, Command, Event, Lanes, PidFds, Sink, WorkerStats};
+use super::{cluster, worker, Command, Event, KeyRule, Lanes, PidFds, Sink, WorkerStats};
 use crate::ipc::channel::Channel;
 use crate::ipc::lane::{Lane, Outgoing};
 use crate::sched::listen::Target;
@@ -35,6 +35,15 @@ impl Handle {
   pub fn data(&self) -> &Value {
     match self {
       Handle::Shared(_, d) | Handle::RoundRobin(_, d) | Handle::ReusePort(_, d, _, _) => d,
+    }
+  }
+
+  /// Whether `worker` holds it (a server of that worker listens through it).
+  pub fn has(&self, worker: u32) -> bool {
+    match self {
+      Handle::Shared(h, _) => h.has(worker),
+      Handle::RoundRobin(h, _) => h.rr.has(worker),
+      Handle::ReusePort(pool, _, _, _) => pool.has(worker),
     }
   }
 
@@ -146,6 +155,8 @@ impl Slot {
 
 pub(crate) struct State {
   pub policy: u32,
+  /// How queryServer keys are built: as the Node line the primary runs on.
+  pub key_rule: KeyRule,
   /// The JS thread reads channels (except under SCHED_RR).
   pub js_reads: bool,
   /// (timeout, grace) in ms once the watchdog is on.
@@ -186,11 +197,13 @@ pub(crate) async fn run(
   sink: Arc<dyn Sink>,
   policy: u32,
   js_reads: bool,
+  key_rule: KeyRule,
   pidfds: PidFds,
   lanes: Lanes,
 ) {
   let state: Shared = Rc::new(RefCell::new(State {
     policy,
+    key_rule,
     js_reads: js_reads && policy != crate::sched::SCHED_RR,
     watchdog: None,
     epoch: Instant::now(),

@@ -70,11 +70,13 @@ pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
       None
     }
   };
+  let channel_fd = channel.fd_number();
   spawn_local(write_loop(state.clone(), id, channel, lane));
   spawn_local(reap(state.clone(), id, child.pid, pidfd));
   Ok(Spawned {
     pid: child.pid,
     pipes: child.pipes,
+    channel_fd,
     reader: side,
   })
 }
