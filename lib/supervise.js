@@ -15,6 +15,8 @@ const kRestarts = Symbol('rcluster.restarts');
 const kHeartbeat = Symbol('rcluster.heartbeat');
 
 const WORKER_HOOK = path.join(__dirname, 'worker.js');
+// NODE_OPTIONS quotes as a shell would: a path with spaces stays one word.
+const HOOK_OPTION = `--require "${WORKER_HOOK.replace(/["\\]/g, '\\$&')}"`;
 
 const RESTART_DEFAULTS = {
   maxRestarts: 10, window: 60000, minUptime: 1000, backoff: { initial: 100, max: 15000, factor: 2 },
@@ -124,11 +126,14 @@ function install(cluster, native, live, nextId, started) {
   }
 
   // What a new worker's process needs: the hook, the heartbeat interval.
-  function spawnExtras(settings) {
-    const hook = heartbeat || settings.readiness === 'ready';
+  // Every worker loads rcluster's worker hook (heartbeats, readiness, the
+  // keep-alive drain on disconnect), through NODE_OPTIONS rather than
+  // execArgv so that the worker's process.execArgv stays Node's.
+  function spawnExtras(settings, env) {
+    const options = env.NODE_OPTIONS ? `${env.NODE_OPTIONS} ${HOOK_OPTION}` : HOOK_OPTION;
     return {
-      execArgv: hook ? ['--require', WORKER_HOOK] : [],
-      env: heartbeat ? { RCLUSTER_HEARTBEAT_MS: String(heartbeat.interval) } : {},
+      execArgv: [],
+      env: heartbeat ? { NODE_OPTIONS: options, RCLUSTER_HEARTBEAT_MS: String(heartbeat.interval) } : { NODE_OPTIONS: options },
     };
   }
 

@@ -43,7 +43,44 @@ function startHeartbeat() {
   beat();
 }
 
+// Keep-alive connections across a disconnect (reload, shutdown). Node's
+// worker closes its servers when the primary disconnects it, and an http
+// server's close() destroys every idle keep-alive connection at once: a
+// client that is already sending its next request on one gets ECONNRESET.
+// While this worker leaves, its http and https servers instead keep those
+// connections and answer each further request with `Connection: close`
+// (the client then opens a new connection, which reaches another worker);
+// a connection that stays idle is closed by the server's keepAliveTimeout,
+// as any idle keep-alive connection is, or at the primary's deadline.
+const kDrain = Symbol.for('rcluster.worker.drain');
+function installDrain() {
+  if (!cluster.isWorker || process[kDrain]) return;
+  process[kDrain] = true;
+  // Before Node's own handler, which closes the servers synchronously.
+  process.prependListener('internalMessage', (msg) => {
+    if (msg && msg.cmd === 'NODE_CLUSTER' && msg.act === 'disconnect') drain();
+  });
+}
+
+let draining = false;
+function drain() {
+  if (draining) return;
+  draining = true;
+  require('node:diagnostics_channel').subscribe('http.server.request.start', ({ response }) => {
+    response.shouldKeepAlive = false;
+  });
+  // https copies http's method when it loads; patch what is loaded now and
+  // what https would copy later.
+  const protos = [require('node:http').Server.prototype];
+  if (process.moduleLoadList.includes('NativeModule https')) protos.push(require('node:https').Server.prototype);
+  for (const proto of protos) {
+    // While leaving, close() leaves idle connections be (see above).
+    proto.closeIdleConnections = function closeIdleConnections() {};
+  }
+}
+
 extendWorker();
 startHeartbeat();
+installDrain();
 
 module.exports = { extendWorker, startHeartbeat };

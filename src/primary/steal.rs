@@ -43,10 +43,11 @@ const STUCK_TICKS: u32 = 10;
 const SUSPECT_TICKS: u32 = 2;
 /// Looks with an empty queue after which a suspect socket is trusted again.
 const TRUST_TICKS: u32 = 10;
-/// How long the pool stays open with no worker at all (none holds a socket,
-/// none is alive to take one) before it closes and clients are refused, as
-/// under Node once its last worker is gone. Until then the sockets wait for
-/// a replacement, forked in 'exit' or by `restart`.
+/// How long a key's pool stays open while no worker holds any of its
+/// sockets before it closes and clients are refused, as under Node once the
+/// last worker listening there is gone. Until then the sockets (and the
+/// connections queued on them) wait for a replacement that listens on the
+/// same address, forked in 'exit' or by `restart`.
 const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 /// Steering weight of a socket whose worker accepts.
 const HEALTHY: u32 = 8;
@@ -206,8 +207,9 @@ async fn steal_loop(state: Shared, key: String) {
     let st = &mut *st;
     let (took, active) = match st.handles.get_mut(&key) {
       Some(Handle::ReusePort(pool, _, _, stealer)) => {
-        let nobody = pool.slots().all(|(_, holders)| holders.is_empty())
-          && st.workers.values().all(|w| w.exited);
+        // Per key: a port only a dead worker listened on (its own admin
+        // port, say) closes even while other workers serve other keys.
+        let nobody = pool.slots().all(|(_, holders)| holders.is_empty());
         stealer.orphaned = nobody.then(|| stealer.orphaned.unwrap_or_else(Instant::now));
         if stealer
           .orphaned
