@@ -74,7 +74,18 @@ declare namespace cluster {
 
   interface Metrics {
     primary: { pid: number; rssBytes: number };
+    /** Workers replaced after a crash since the primary started. */
+    cluster: { restartsTotal: number };
     workers: WorkerMetrics[];
+  }
+
+  interface Health {
+    /** The primary runs (always true when you can ask). */
+    live: true;
+    /** At least one worker is listening and no shutdown is under way. */
+    ready: boolean;
+    listening: number;
+    shuttingDown: boolean;
   }
 
   interface RestartInfo {
@@ -105,11 +116,21 @@ interface RclusterExtensions {
    * Graceful shutdown: every worker closes its servers and leaves once its
    * in-flight requests are done; whatever is left at the deadline is SIGKILLed.
    */
-  shutdown(options?: { timeout?: number }): Promise<cluster.WorkerOutcome[]>;
+  shutdown(options?: {
+    timeout?: number;
+    /** ms to keep serving, not ready (health()), before the workers leave (default 0). */
+    drainDelay?: number;
+  }): Promise<cluster.WorkerOutcome[]>;
   /** Rolling restart: each worker is replaced once its replacement is ready. */
   reload(options?: { timeout?: number; concurrency?: number }): Promise<cluster.ReloadOutcome[]>;
   /** Per-worker numbers, easy to export (e.g. as Prometheus gauges). */
   metrics(): cluster.Metrics;
+  /** `metrics()` as Prometheus text exposition (format 0.0.4). */
+  metricsText(): string;
+  /** Liveness and readiness, for Kubernetes-style probes. */
+  health(): cluster.Health;
+  /** CPUs this process may use: affinity, cpuset and the cgroup CPU quota; at least 1. */
+  availableParallelism(): number;
   on(event: 'restart', listener: (worker: cluster.Worker, old: cluster.Worker, info: cluster.RestartInfo) => void): this;
   on(event: 'restartLimit', listener: (worker: cluster.Worker, info: { code: number | null; signal: NodeJS.Signals | null; maxRestarts: number; window: number }) => void): this;
   on(event: 'unresponsive', listener: (worker: cluster.Worker) => void): this;

@@ -22,6 +22,6 @@ module.exports = nodeCluster.isWorker ? nodeCluster : require('./lib/primary');
   isPrimary, isMaster, isWorker, Worker, workers, worker, settings,
   SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, schedulingPolicy,
   setupPrimary, setupMaster, fork, disconnect,
-  shutdown, reload, metrics,
+  shutdown, reload, metrics, metricsText, health, availableParallelism,
   on, once, off, emit, addListener, removeListener, removeAllListeners, listeners, listenerCount,
 });

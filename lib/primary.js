@@ -23,6 +23,9 @@ const cluster = new EventEmitter();
 const intercom = new EventEmitter();
 module.exports = cluster;
 
+/** The CPUs this process may use: affinity, cpuset and CFS quota (rcluster's addition). */
+cluster.availableParallelism = require('./parallelism').availableParallelism;
+
 // Workers the engine still reports on (until both exit and disconnect);
 // cluster.workers follows Node's own bookkeeping and may drop one earlier.
 const live = new Map();

@@ -7,6 +7,7 @@
 
 const path = require('node:path');
 const errors = require('./errors');
+const { prometheusText } = require('./prometheus');
 
 const kEnv = Symbol('rcluster.env');
 const kForkedAt = Symbol('rcluster.forkedAt');
@@ -90,6 +91,8 @@ function install(cluster, native, live, nextId, started) {
   let heartbeat = null;
   let watchdogOn = false;
   let shuttingDown = null;
+  let draining = false; // shutdown() called: not ready any more
+  let restartsTotal = 0;
   const restartTimers = new Set();
   const signalHandlers = new Map();
 
@@ -165,6 +168,7 @@ function install(cluster, native, live, nextId, started) {
       restartTimers.delete(timer);
       if (shuttingDown) return;
       const fresh = cluster.fork(worker[kEnv]);
+      restartsTotal++;
       fresh[kStreak] = d.streak;
       fresh[kRestarts] = worker[kRestarts] + 1;
       cluster.emit('restart', fresh, worker, { code, signal, delay: d.delay });
@@ -207,23 +211,36 @@ function install(cluster, native, live, nextId, started) {
   cluster.shutdown = function shutdown(options = {}) {
     errors.validateObject(options, 'options');
     const timeout = options.timeout ?? 10000;
+    const drainDelay = options.drainDelay ?? 0;
     validateNumber(timeout, 'options.timeout');
+    validateNumber(drainDelay, 'options.drainDelay');
     if (shuttingDown) return shuttingDown;
+    draining = true;
     for (const t of restartTimers) clearTimeout(t);
     restartTimers.clear();
-    const workers = [...live.values()];
-    shuttingDown = Promise.all(workers.map((w) => {
+    // drainDelay: not ready at once (health()), still serving meanwhile, as
+    // a load balancer that takes the instance out after a probe needs.
+    const leave = () => Promise.all([...live.values()].map((w) => {
       const done = exitWithin(w, timeout);
       // Workers close their servers (new connections stop reaching them),
-      // finish in-flight requests and leave; Node's http servers close idle
-      // keep-alive connections on close().
+      // finish in-flight requests, drain keep-alive connections (the worker
+      // hook) and leave.
       if (w.isConnected()) w.disconnect();
       return done;
-    })).then((results) => {
+    }));
+    const left = drainDelay > 0 ? new Promise((r) => setTimeout(r, drainDelay)).then(leave) : leave();
+    shuttingDown = left.then((results) => {
       shuttingDown = null;
+      draining = false;
       return results;
     });
     return shuttingDown;
+  };
+
+  /** Liveness (the primary runs) and readiness (a worker listens, no shutdown under way). */
+  cluster.health = function health() {
+    const listening = Object.values(cluster.workers).filter((w) => w.state === 'listening').length;
+    return { live: true, ready: !draining && listening > 0, listening, shuttingDown: draining };
   };
 
   // Resolves when `worker` is ready: listening, or cluster.worker.ready()
@@ -305,7 +322,16 @@ function install(cluster, native, live, nextId, started) {
         heartbeatAgeMs: s.heartbeatAgeMs ?? null,
       };
     });
-    return { primary: { pid: process.pid, rssBytes: process.memoryUsage.rss() }, workers };
+    return {
+      primary: { pid: process.pid, rssBytes: process.memoryUsage.rss() },
+      cluster: { restartsTotal },
+      workers,
+    };
+  };
+
+  /** cluster.metrics() as Prometheus text exposition. */
+  cluster.metricsText = function metricsText() {
+    return prometheusText(cluster.metrics());
   };
 
   return { configure, spawnExtras, onFork, onExit, onMessage, onUnresponsive };

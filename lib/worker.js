@@ -82,5 +82,8 @@ function drain() {
 extendWorker();
 startHeartbeat();
 installDrain();
+// Under the rcluster command a terminal's Ctrl-C reaches the whole process
+// group; the primary answers it with a graceful shutdown of the workers.
+if (cluster.isWorker && process.env.RCLUSTER_CLI === '1') process.on('SIGINT', () => {});
 
 module.exports = { extendWorker, startHeartbeat };
