@@ -121,6 +121,9 @@ test('npm install of the tarball needs no Rust and no registry, and a clustered 
   expect(fs.existsSync(path.join(app, 'node_modules', 'rcluster', 'target'))).toBe(false);
   await runApp(app, 'app.js');
   await runApp(app, 'app.mjs');
+  // The package's command is on the app's PATH, as npx finds it.
+  const cmd = run(path.join(app, 'node_modules', '.bin', 'rcluster'), ['--version'], { cwd: app, env: { PATH: NO_RUST_PATH } });
+  expect(cmd.out.trim()).toBe(VERSION);
 }, 90000);
 
 test('the binary in its own platform package (napi-rs layout, optionalDependencies) is found by the loader', async () => {
