@@ -18,8 +18,6 @@ pub enum Error {
   ChannelClosed,
   /// A worker sent bytes that are not a valid message on its channel.
   BadMessage(String),
-  /// No worker with that id is known to the primary.
-  NoSuchWorker(u32),
   /// The primary's engine thread is gone (it only stops when the process exits).
   EngineGone,
 }
@@ -46,7 +44,6 @@ impl Error {
       Error::Sys { errno, .. } => format!("{errno:?}"),
       Error::ChannelClosed => "ERR_IPC_CHANNEL_CLOSED".into(),
       Error::BadMessage(_) => "ERR_IPC_BAD_MESSAGE".into(),
-      Error::NoSuchWorker(_) => "ERR_RCLUSTER_NO_SUCH_WORKER".into(),
       Error::EngineGone => "ERR_RCLUSTER_ENGINE_GONE".into(),
     }
   }
@@ -87,7 +84,6 @@ impl fmt::Display for Error {
       }
       Error::ChannelClosed => f.write_str("Channel closed"),
       Error::BadMessage(why) => write!(f, "Bad message on the IPC channel: {why}"),
-      Error::NoSuchWorker(id) => write!(f, "No worker with id {id}"),
       Error::EngineGone => f.write_str("The rcluster engine has stopped"),
     }
   }

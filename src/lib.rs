@@ -3,10 +3,10 @@
 #![deny(clippy::all)]
 
 pub mod binding;
-pub mod error;
-pub mod ipc;
+mod error;
+mod ipc;
 mod jsread;
-pub mod primary;
-pub mod sched;
-pub mod supervise;
+mod primary;
+mod sched;
+mod supervise;
 mod sync;

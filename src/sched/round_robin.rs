@@ -117,11 +117,6 @@ impl<C> RoundRobin<C> {
       entry.1 = entry.1.saturating_sub(1);
     }
   }
-
-  /// Everything still queued, for closing.
-  pub fn drain(&mut self) -> Vec<C> {
-    self.queue.drain(..).collect()
-  }
 }
 
 #[cfg(test)]
@@ -182,7 +177,7 @@ mod tests {
     assert_eq!(rr.next_assignment(), Some((7, WINDOW)));
     assert!(!rr.remove(8));
     assert!(rr.remove(7));
-    assert_eq!(rr.drain(), vec![WINDOW + 1]);
+    assert_eq!(rr.queue.drain(..).collect::<Vec<_>>(), vec![WINDOW + 1]);
   }
 
   #[test]
