@@ -290,7 +290,7 @@ unsafe fn emit(events: Vec<Event>) {
     }
     let mut func = null_mut();
     let mut global = null_mut();
-    if let Some(args) = crate::binding::js_args(env, events) {
+    if let Some(args) = crate::delivery::js_args(env, events) {
       if sys::napi_get_reference_value(env, ctx.on_delivery, &mut func) == sys::Status::napi_ok
         && sys::napi_get_global(env, &mut global) == sys::Status::napi_ok
       {

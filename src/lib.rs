@@ -3,6 +3,7 @@
 #![deny(clippy::all)]
 
 pub mod binding;
+mod delivery;
 mod error;
 mod ipc;
 mod jsread;
