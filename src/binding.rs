@@ -11,7 +11,8 @@ use napi_derive::napi;
 use crate::delivery::{Delivery, DeliveryArgs, NativeError};
 use crate::error::Error as EngineError;
 use crate::primary::pressure::Pressure;
-use crate::primary::{Engine, Event, KeyRule, Sink, SpawnSpec, StdioSpec};
+use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
+use crate::sched::key::KeyRule;
 
 type EventFn = ThreadsafeFunction<Delivery, (), FnArgs<DeliveryArgs>, Status, false, true>;
 

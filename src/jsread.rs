@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use napi::sys;
 
 use crate::primary::reader::{ReadSide, Step};
-use crate::primary::Event;
+use crate::primary::{user_events, Event};
 
 type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
 type CloseCb = unsafe extern "C" fn(*mut c_void);
@@ -246,7 +246,8 @@ unsafe extern "C" fn on_readable(handle: *mut c_void, _status: c_int, _events: c
     }
     // An error status shows up as the read's error.
     let more = match side.read(&mut buf) {
-      Step::Emit { events, more } => {
+      Step::Emit { frames, more } => {
+        let events = user_events(side.id(), frames);
         if !events.is_empty() {
           emit(events);
         }

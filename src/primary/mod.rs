@@ -1,167 +1,40 @@
 //! The primary's engine: one thread that lives as long as the process, running
 //! a single-threaded tokio runtime that spawns, reads, writes, accepts and
 //! reaps. JS talks to it through [`Engine`]; it talks back through a [`Sink`].
+//!
+//! The files, each using only those listed before it: `reader` (who reads a
+//! channel), `event` (what JS is told), `pressure`, `registry` (tables
+//! shared with the JS thread), `batch` (user messages of one read), `spawn`,
+//! `slot` (the primary's view of one worker), `state` (the engine's state),
+//! `dispatch` (handing out connections), `protocol` (Node's cluster
+//! protocol), `worker` (one worker's tasks), `engine` (the command loop).
 
-mod cluster;
+mod batch;
 mod dispatch;
-pub mod pressure;
-pub mod reader;
-pub mod spawn;
+mod engine;
+mod event;
+pub(crate) mod pressure;
+mod protocol;
+pub(crate) mod reader;
+mod registry;
+mod slot;
+pub(crate) mod spawn;
 mod state;
-mod steal;
 mod worker;
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc};
 
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::ipc::lane::{Lane, Outgoing};
-pub use cluster::KeyRule;
-pub use spawn::{SpawnSpec, StdioSpec};
-
-/// A descriptor handed to JS with an event. Equal when it is the same fd number.
-#[derive(Debug)]
-pub struct PassedFd(pub OwnedFd);
-
-impl PartialEq for PassedFd {
-  fn eq(&self, other: &Self) -> bool {
-    use std::os::fd::AsRawFd;
-    self.0.as_raw_fd() == other.0.as_raw_fd()
-  }
-}
-
-/// What the primary tells JS, in the order it happened.
-#[derive(Debug, PartialEq)]
-pub enum Event {
-  /// The worker announced `online`.
-  Online { id: u32 },
-  /// A worker server is listening; `info` is `{addressType, address, port, fd}` as JSON.
-  Listening { id: u32, info: String },
-  /// A user message, as the JSON text the worker sent.
-  Message { id: u32, json: String },
-  /// Several user messages, already checked to be JSON, as one JSON array
-  /// text: JS parses a whole read's worth of messages in one `JSON.parse`.
-  Messages { id: u32, array: String },
-  /// User messages in `advanced` serialization: each a 4-byte big-endian
-  /// length and a V8 payload, back to back.
-  MessagesV8 { id: u32, bytes: Vec<u8> },
-  /// The worker is leaving on purpose (it sent `exitedAfterDisconnect`).
-  ExitedAfterDisconnect { id: u32 },
-  /// A user message that came with a handle (`process.send(msg, handle)`):
-  /// its whole `NODE_HANDLE` envelope (`type`, `msg`, `key`, `dgramType`) as
-  /// `json` (json serialization) or `v8` (length-prefixed, advanced); the fd
-  /// is JS's to wrap.
-  HandleMessage {
-    id: u32,
-    json: Option<String>,
-    v8: Option<Vec<u8>>,
-    fd: PassedFd,
-  },
-  /// The channel closed.
-  Disconnect { id: u32 },
-  /// The process ended: an exit code or a signal name.
-  Exit {
-    id: u32,
-    code: Option<i32>,
-    signal: Option<String>,
-  },
-  /// An internal message JS answers, as JSON: rcluster's worker hook
-  /// (`NODE_RCLUSTER`: heartbeat, ready) and child_process's bookkeeping of
-  /// sockets sent between processes (`NODE_SOCKET_*`).
-  Internal { id: u32, json: String },
-  /// The watchdog found the worker silent past its timeout and sent SIGABRT.
-  Unresponsive { id: u32 },
-  /// Something about this worker went wrong (bad bytes on its channel, a failed write).
-  Error { id: u32, error: Error },
-  /// The events of a read the JS thread handed over end here (not for JS).
-  CaughtUp(reader::CaughtUp),
-}
-
-/// Where events go; the binding delivers them to JS.
-pub trait Sink: Send + Sync + 'static {
-  fn emit(&self, events: Vec<Event>);
-
-  /// How far behind the consumer is, if it says; readers pause past the mark.
-  fn pressure(&self) -> Option<Arc<pressure::Pressure>> {
-    None
-  }
-}
-
-/// What the engine counts for one worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerStats {
-  pub id: u32,
-  /// Connections handed to it by round-robin, ever.
-  pub dispatched: u64,
-  /// Handed and not yet acknowledged.
-  pub in_flight: u32,
-  /// Milliseconds since its last heartbeat, when the watchdog is on.
-  pub heartbeat_age_ms: Option<f64>,
-}
-
-/// A worker as JS sees it right after `fork()`.
-pub struct Spawned {
-  pub pid: i32,
-  /// The primary's ends of `pipe` stdio slots, one entry per slot.
-  pub pipes: Vec<Option<OwnedFd>>,
-  /// The number of the primary's end of its channel.
-  pub channel_fd: i32,
-  /// Its channel's read side, when the JS thread is to read it.
-  pub reader: Option<Arc<reader::ReadSide>>,
-}
-
-pub(crate) enum Command {
-  Spawn(Box<SpawnSpec>, std_mpsc::SyncSender<Result<Spawned>>),
-  /// `worker.disconnect()`: ask the worker to close its servers and leave.
-  Disconnect {
-    id: u32,
-  },
-  /// Worker `heir` (about to be forked) replaces `from` in a reload.
-  Inherit {
-    heir: u32,
-    from: u32,
-  },
-  /// Turn the hung-worker watchdog on.
-  Watchdog {
-    timeout_ms: f64,
-    grace_ms: f64,
-  },
-  /// Per-worker dispatch counters.
-  Stats(std_mpsc::SyncSender<Vec<WorkerStats>>),
-  /// `worker.process.disconnect()`: close our end of the channel.
-  CloseChannel {
-    id: u32,
-  },
-}
-
-/// pidfds of live workers, shared with the JS thread so `kill()` is immediate
-/// and can never reach a recycled pid.
-pub(crate) type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
-
-/// Signals worker `id` through its pidfd, from either thread. `Ok(false)`
-/// when it is already gone.
-pub(crate) fn signal_worker(pidfds: &PidFds, id: u32, sig: i32) -> Result<bool> {
-  let pidfd = crate::sync::lock(pidfds).get(&id).cloned();
-  let Some(pidfd) = pidfd else {
-    return Ok(false);
-  };
-  match spawn::pidfd_kill(&pidfd, sig) {
-    Ok(()) => Ok(true),
-    // ESRCH: exited and reaped between lookup and signal; benign.
-    Err(Error::Sys {
-      errno: nix::errno::Errno::ESRCH,
-      ..
-    }) => Ok(false),
-    Err(e) => Err(e),
-  }
-}
-
-/// Write sides of connected workers' channels, shared with the JS thread so
-/// a user message is written from the thread that sends it.
-pub(crate) type Lanes = Arc<Mutex<HashMap<u32, Arc<Lane>>>>;
+use crate::sched::key::KeyRule;
+pub(crate) use batch::user_events;
+use engine::Command;
+pub(crate) use event::{Event, Sink, Spawned, WorkerStats};
+use registry::{signal_worker, Lanes, PidFds};
+pub(crate) use spawn::{SpawnSpec, StdioSpec};
 
 /// Handle to the engine thread.
 pub struct Engine {
@@ -195,7 +68,7 @@ impl Engine {
         let local = tokio::task::LocalSet::new();
         local.block_on(
           &runtime,
-          state::run(
+          engine::run(
             rx,
             sink,
             policy,

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use nix::errno::Errno;
 use tokio::sync::mpsc;
 
-use super::Event;
 use crate::ipc::fdpass;
 use crate::ipc::json::Frame;
 
@@ -77,7 +76,7 @@ struct Inner {
 /// (libuv's own stream reads stop there too).
 pub enum Step {
   /// Plain user messages (maybe none, for a partial message) for JS to emit now.
-  Emit { events: Vec<Event>, more: bool },
+  Emit { frames: Vec<Frame>, more: bool },
   /// Handed to the engine.
   Forwarded { more: bool },
   /// Nothing to read now.
@@ -171,8 +170,7 @@ impl ReadSide {
         .iter()
         .all(|f| matches!(f, Frame::User(_) | Frame::UserBytes(_)));
     if may_emit && plain && inner.behind == 0 {
-      let events = super::cluster::user_events(self.id, frames);
-      return Step::Emit { events, more };
+      return Step::Emit { frames, more };
     }
     inner.behind += 1;
     // The engine is gone only while the process exits.
@@ -231,9 +229,9 @@ mod tests {
     (side, rx, UnixStream::from(theirs))
   }
 
-  fn emitted(step: Step) -> Vec<Event> {
+  fn emitted(step: Step) -> Vec<Frame> {
     match step {
-      Step::Emit { events, .. } => events,
+      Step::Emit { frames, .. } => frames,
       _ => panic!("expected user messages to emit"),
     }
   }
@@ -245,13 +243,9 @@ mod tests {
     assert!(matches!(side.read(&mut buf), Step::Idle));
 
     worker.write_all(b"\"a\"\n{\"b\":1}\n").unwrap();
-    let events = emitted(side.read(&mut buf));
     assert_eq!(
-      events,
-      vec![Event::Messages {
-        id: 7,
-        array: "[\"a\",{\"b\":1}]".into()
-      }]
+      emitted(side.read(&mut buf)),
+      vec![Frame::User("\"a\"".into()), Frame::User("{\"b\":1}".into())]
     );
 
     // A protocol message goes to the engine, with the user message beside it...

@@ -14,10 +14,12 @@ use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tokio::task::spawn_local;
 
+use super::event::{Event, Spawned};
+use super::protocol;
 use super::reader::{Forward, ReadSide, StreamDecoder};
+use super::slot::Slot;
 use super::spawn::{spawn, SpawnSpec};
-use super::state::{Shared, Slot};
-use super::{cluster, Event, Spawned};
+use super::state::Shared;
 use crate::error::{Error, Result};
 use crate::ipc::channel::{watch, Channel};
 use crate::ipc::lane::{drain, Lane};
@@ -108,7 +110,7 @@ async fn take_forwards(
         fds: got,
       } => {
         hold_fds(&mut fds, got);
-        cluster::on_frames(&state, id, &mut frames, &mut fds, Some(&side));
+        protocol::on_frames(&state, id, &mut frames, &mut fds, Some(&side));
       }
       Forward::End(e) => {
         error = e;
@@ -125,7 +127,7 @@ fn channel_ended(state: &Shared, id: u32, error: Option<std::io::Error>) {
     let error = Error::from_io(&e, "read", "ipc channel");
     state.borrow().emit(vec![Event::Error { id, error }]);
   }
-  cluster::on_channel_closed(state, id);
+  protocol::on_channel_closed(state, id);
 }
 
 async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: StreamDecoder) {
@@ -143,7 +145,7 @@ async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: S
       Ok(n) => {
         hold_fds(&mut fds, got.drain(..));
         decoder.push(&buf[..n], &mut frames);
-        cluster::on_frames(&state, id, &mut frames, &mut fds, None);
+        protocol::on_frames(&state, id, &mut frames, &mut fds, None);
       }
       // The worker vanished mid-stream: that is a disconnect, not an error.
       Err(e) if e.raw_os_error() == Some(Errno::ECONNRESET as i32) => break None,
@@ -187,7 +189,7 @@ async fn reap(state: Shared, id: u32, pid: i32, pidfd: Arc<OwnedFd>) {
   if let Some(closed) = closed {
     let _ = tokio::time::timeout(DRAIN_BEFORE_EXIT, closed.notified()).await;
   }
-  cluster::on_exit(&state, id, code, signal);
+  protocol::on_exit(&state, id, code, signal);
 }
 
 async fn wait_exit(pid: i32, pidfd: Arc<OwnedFd>) -> Result<(Option<i32>, Option<String>)> {

@@ -1,12 +1,19 @@
-//! Socket strategies for `queryServer`, one file each as in Node's
-//! lib/internal/cluster: a shared listen socket, round-robin hand-off, or a
-//! SO_REUSEPORT socket per worker (with its BPF steering).
+//! Listen handles for `queryServer`, behind one interface (`handle`), one
+//! file per strategy as in Node's lib/internal/cluster: a shared listen
+//! socket, round-robin hand-off (its bookkeeping and its handle), or a
+//! SO_REUSEPORT socket per worker (the pool, its BPF steering, the stealer);
+//! the listen key; socket creation.
 
-pub mod listen;
-pub mod reuse_port;
-pub mod round_robin;
-pub mod shared;
-pub mod steer;
+pub(crate) mod dispatcher;
+pub(crate) mod handle;
+pub(crate) mod key;
+pub(crate) mod listen;
+mod reuse_port;
+mod round_robin;
+mod round_robin_handle;
+mod shared;
+mod steal;
+mod steer;
 
 /// `cluster.SCHED_NONE`: the kernel picks the worker.
 pub const SCHED_NONE: u32 = 1;

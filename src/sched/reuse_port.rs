@@ -45,6 +45,16 @@ impl ReusePortPool {
     }
   }
 
+  /// Adds a new socket no worker holds yet (the first of a key's pool; the
+  /// worker that asked takes it next).
+  pub fn add_free(&mut self, bound: Bound) {
+    let Bound { fd, path } = bound;
+    self.slots.push((Arc::new(fd), Vec::new()));
+    if let Some(path) = path {
+      self._paths.push(path);
+    }
+  }
+
   /// Every socket with the workers holding it.
   pub fn slots(&self) -> impl Iterator<Item = (&Arc<OwnedFd>, &[u32])> {
     self.slots.iter().map(|(fd, h)| (fd, h.as_slice()))

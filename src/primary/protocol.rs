@@ -1,0 +1,319 @@
+//! Node's cluster protocol as the primary answers it (lib/internal/cluster/primary.js):
+//! online, queryServer, listening, close, exitedAfterDisconnect, and the
+//! child_process NODE_HANDLE_ACK/NACK flow under them.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::batch::{push_length_prefixed, Batch};
+use super::dispatch::{self, EngineLink};
+use super::event::{Event, PassedFd};
+use super::reader::{CaughtUp, ReadSide};
+use super::state::{Shared, State};
+use crate::error::{Error, Result};
+use crate::ipc::json::{is_internal, Frame};
+use crate::sched::handle::{Added, Handle};
+use crate::sched::key::{backlog, handle_key};
+use crate::sched::listen::Target;
+
+/// Handles everything one read produced; emits the resulting events as one
+/// batch, ending with `caught`'s marker when JS read it (see `reader`).
+pub(crate) fn on_frames(
+  state: &Shared,
+  id: u32,
+  frames: &mut Vec<Frame>,
+  fds: &mut VecDeque<OwnedFd>,
+  caught: Option<&Arc<ReadSide>>,
+) {
+  let mut events = Vec::new();
+  let mut batch = Batch::default();
+  let mut st = state.borrow_mut();
+  for frame in frames.drain(..) {
+    match frame {
+      Frame::User(json) => batch.push(id, json, &mut events),
+      Frame::UserBytes(payload) => batch.push_bytes(&payload),
+      Frame::HandleBytes(payload) => {
+        batch.flush(id, &mut events);
+        let mut v8 = Vec::new();
+        push_length_prefixed(&mut v8, &payload);
+        got_handle(&mut st, id, fds, Some(v8), None, &mut events);
+      }
+      Frame::Internal(msg) => {
+        batch.flush(id, &mut events);
+        on_internal(&mut st, state, id, msg, fds, &mut events);
+      }
+      Frame::Bad(why) => {
+        batch.flush(id, &mut events);
+        events.push(Event::Error {
+          id,
+          error: Error::BadMessage(why),
+        });
+      }
+    }
+  }
+  batch.flush(id, &mut events);
+  if let Some(side) = caught {
+    events.push(Event::CaughtUp(CaughtUp(side.clone())));
+  }
+  st.emit(events);
+}
+
+/// Answers a NODE_HANDLE: ACK, or NACK when its descriptor is missing (the
+/// worker then sends it again, as Node's sender does).
+fn ack_handle(st: &mut State, id: u32, ok: bool) {
+  if let Some(slot) = st.workers.get_mut(&id) {
+    let cmd = if ok {
+      "NODE_HANDLE_ACK"
+    } else {
+      "NODE_HANDLE_NACK"
+    };
+    let msg = slot.encode(&serde_json::json!({ "cmd": cmd }));
+    slot.send(msg.into(), None);
+  }
+}
+
+/// A user message with a handle: ACK it and give JS the descriptor to wrap,
+/// with the whole envelope (JSON text, or length-prefixed V8 bytes).
+fn got_handle(
+  st: &mut State,
+  id: u32,
+  fds: &mut VecDeque<OwnedFd>,
+  v8: Option<Vec<u8>>,
+  json: Option<String>,
+  events: &mut Vec<Event>,
+) {
+  let Some(fd) = fds.pop_front() else {
+    ack_handle(st, id, false);
+    return;
+  };
+  ack_handle(st, id, true);
+  events.push(Event::HandleMessage {
+    id,
+    json,
+    v8,
+    fd: PassedFd(fd),
+  });
+}
+
+fn on_internal(
+  st: &mut State,
+  state: &Shared,
+  id: u32,
+  msg: Value,
+  fds: &mut VecDeque<OwnedFd>,
+  events: &mut Vec<Event>,
+) {
+  match msg["cmd"].as_str().unwrap_or_default() {
+    "NODE_HANDLE_ACK" => {
+      if let Some(slot) = st.workers.get(&id) {
+        slot.lane.handle_acked();
+      }
+    }
+    "NODE_HANDLE_NACK" => {
+      // The worker lost the descriptor (MSG_CTRUNC on its side): send it again.
+      if let Some(slot) = st.workers.get(&id) {
+        // ChannelClosed: the reader reports the close.
+        let _ = slot.lane.handle_nacked();
+      }
+    }
+    "NODE_HANDLE" => {
+      let inner = msg.get("msg").cloned().unwrap_or(Value::Null);
+      if is_internal(&inner) {
+        // Cluster internals never send the primary handles; ack and go on.
+        fds.pop_front();
+        ack_handle(st, id, true);
+        on_internal(st, state, id, inner, fds, events);
+      } else {
+        got_handle(st, id, fds, None, Some(msg.to_string()), events);
+      }
+    }
+    "NODE_CLUSTER" => on_cluster(st, state, id, msg, events),
+    // JS answers these: rcluster's worker hook (heartbeats also feed the
+    // watchdog here), and the sockets sent between the processes, whose
+    // count JS keeps per server key.
+    cmd @ ("NODE_RCLUSTER"
+    | "NODE_SOCKET_NOTIFY_CLOSE"
+    | "NODE_SOCKET_GET_COUNT"
+    | "NODE_SOCKET_ALL_CLOSED"
+    | "NODE_SOCKET_COUNT") => {
+      if cmd == "NODE_RCLUSTER" && msg["act"] == "heartbeat" {
+        let now = st.now_ms();
+        if let Some(beat) = st.workers.get_mut(&id).and_then(|s| s.beat.as_mut()) {
+          beat.heard(now);
+        }
+      }
+      events.push(Event::Internal {
+        id,
+        json: msg.to_string(),
+      });
+    }
+    // Other NODE_* messages belong to child_process internals we do not use.
+    _ => {}
+  }
+}
+
+fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut Vec<Event>) {
+  if let Some(ack) = msg.get("ack").and_then(Value::as_u64) {
+    // A reply to one of our requests: only newconn asks for one.
+    let accepted = msg["accepted"].as_bool().unwrap_or(false);
+    dispatch::on_newconn_reply(st, id, ack, accepted);
+    return;
+  }
+  match msg["act"].as_str().unwrap_or_default() {
+    "online" => events.push(Event::Online { id }),
+    "queryServer" => query_server(st, state, id, &msg),
+    "listening" => {
+      // The whole message goes to JS, which picks Node's four fields.
+      events.push(Event::Listening {
+        id,
+        info: msg.to_string(),
+      });
+    }
+    "close" => {
+      let key = msg["key"].as_str().unwrap_or_default();
+      if st.handles.get_mut(key).is_some_and(|h| h.remove(id, true)) {
+        st.handles.remove(key);
+      }
+    }
+    "exitedAfterDisconnect" => {
+      events.push(Event::ExitedAfterDisconnect { id });
+      if let Some(slot) = st.workers.get_mut(&id) {
+        slot.leaving = true;
+        let mut reply = Map::new();
+        reply.insert("ack".into(), msg["seq"].clone());
+        slot.send_cluster(reply, None);
+      }
+    }
+    _ => {}
+  }
+}
+
+fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
+  let Some(slot) = st.workers.get(&id) else {
+    return;
+  };
+  // As Node: stop processing if the worker is already disconnecting.
+  if slot.leaving {
+    return;
+  }
+  let key = handle_key(msg, st.key_rule);
+  let backlog = backlog(msg);
+  let added = if st.handles.get(&key).is_some_and(|h| h.has(id)) {
+    // Node 22+ keys a fixed address without the listen index, so a worker
+    // listening there twice asks for a key it holds. As Node's fix for that
+    // (nodejs/node#65020) and as a second bind would: EADDRINUSE, and the
+    // key stays with the first server.
+    Err(Error::sys(nix::errno::Errno::EADDRINUSE, "listen", ""))
+  } else {
+    if !st.handles.contains_key(&key) {
+      // As Node: a key whose socket cannot be made is not kept, so another
+      // worker can try again.
+      match Target::from_query(msg).and_then(|target| {
+        Handle::create(
+          &EngineLink::new(state),
+          st.policy,
+          &key,
+          target,
+          backlog,
+          msg["data"].clone(),
+        )
+      }) {
+        Ok(handle) => {
+          st.handles.insert(key.clone(), handle);
+        }
+        Err(e) => return reply_query(st, id, &key, msg, Err(e)),
+      }
+    }
+    let predecessor = st.heirs.get(&id).copied();
+    let handle = st.handles.get_mut(&key).expect("created or found above");
+    handle
+      .add(id, predecessor, backlog)
+      .map(|a| (a, handle.data().clone()))
+  };
+  reply_query(st, id, &key, msg, added);
+  dispatch::pump(st, &key);
+}
+
+/// The `queryServer` reply: the handle's data and its socket, or the errno.
+fn reply_query(st: &mut State, id: u32, key: &str, msg: &Value, added: Result<(Added, Value)>) {
+  let mut reply = Map::new();
+  reply.insert("key".into(), key.into());
+  reply.insert("ack".into(), msg["seq"].clone());
+  let mut fd = None;
+  match added {
+    Err(e) => {
+      reply.insert("errno".into(), e.errno().unwrap_or(-22).into());
+      reply.insert("data".into(), msg["data"].clone());
+    }
+    Ok((added, data)) => {
+      reply.insert("errno".into(), Value::Null);
+      reply.insert("data".into(), data);
+      if let Some(name) = added.sockname {
+        reply.insert("sockname".into(), name);
+      }
+      fd = added.fd;
+    }
+  }
+  if let Some(slot) = st.workers.get_mut(&id) {
+    slot.send_cluster(reply, fd);
+  }
+}
+
+/// `worker.disconnect()` in the primary: tell the worker, drop its handles.
+pub(crate) fn disconnect(state: &Shared, id: u32) {
+  let mut st = state.borrow_mut();
+  if let Some(slot) = st.workers.get_mut(&id) {
+    slot.leaving = true;
+    let mut msg = Map::new();
+    msg.insert("act".into(), "disconnect".into());
+    slot.send_cluster(msg, None);
+  }
+  st.remove_from_handles(id, true);
+}
+
+pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
+  let mut st = state.borrow_mut();
+  let Some(slot) = st.workers.get_mut(&id) else {
+    return;
+  };
+  slot.connected = false;
+  slot.lane.close();
+  crate::sync::lock(&st.lanes).remove(&id);
+  let Some(slot) = st.workers.get_mut(&id) else {
+    return;
+  };
+  slot.closed.notify_one();
+  let orphans: Vec<_> = slot.newconns.drain().map(|(_, conn)| conn).collect();
+  let exited = slot.exited;
+  let on_purpose = slot.leaving;
+  st.remove_from_handles(id, on_purpose);
+  // Connections this worker never acked were never read: give them to another worker.
+  for (key, conn) in orphans {
+    dispatch::requeue(&mut st, id, &key, conn);
+  }
+  if exited {
+    st.workers.remove(&id);
+  }
+  st.heirs.retain(|&heir, &mut from| heir != id && from != id);
+  st.emit(vec![Event::Disconnect { id }]);
+}
+
+pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option<String>) {
+  let mut st = state.borrow_mut();
+  crate::sync::lock(&st.pidfds).remove(&id);
+  if let Some(slot) = st.workers.get_mut(&id) {
+    slot.exited = true;
+    let leaving = slot.leaving;
+    if !slot.connected {
+      st.workers.remove(&id);
+    }
+    // A dead worker accepts nothing: steer new connections off its
+    // SO_REUSEPORT sockets now, before 'exit' reaches JS (where a replacement
+    // may be forked), rather than once its channel's end is read.
+    st.handles.retain(|_, h| !h.worker_exited(id, leaving));
+  }
+  st.emit(vec![Event::Exit { id, code, signal }]);
+}

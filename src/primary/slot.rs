@@ -1,0 +1,105 @@
+//! The primary's view of one worker: its channel's write side, the
+//! cluster protocol's `seq`, and what the engine tracks of it.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::reader::ReadSide;
+use crate::ipc::channel::Channel;
+use crate::ipc::lane::{Lane, Outgoing};
+use crate::supervise::watchdog::Beat;
+
+/// The primary's view of one worker.
+pub(crate) struct Slot {
+  /// The write side, shared with the JS thread.
+  pub lane: Arc<Lane>,
+  pub channel: Arc<Channel>,
+  /// Signalled when the reader sees the channel end.
+  pub closed: Rc<Notify>,
+  seq: u64,
+  pub connected: bool,
+  pub exited: bool,
+  /// Set by `exitedAfterDisconnect` or `worker.disconnect()`: no new servers.
+  pub leaving: bool,
+  /// Round-robin connections awaiting the worker's `accepted` reply, by seq.
+  pub newconns: HashMap<u64, (String, Arc<OwnedFd>)>,
+  /// Round-robin connections handed to it, ever.
+  pub dispatched: u64,
+  /// Heartbeat state, when the watchdog is on.
+  pub beat: Option<Beat>,
+  /// The channel speaks `advanced` (V8) serialization rather than `json`.
+  pub advanced: bool,
+  /// Its read side, when the JS thread reads the channel.
+  pub reader: Option<Arc<ReadSide>>,
+}
+
+impl Slot {
+  pub fn new(channel: Arc<Channel>, lane: Arc<Lane>) -> Self {
+    Slot {
+      lane,
+      channel,
+      closed: Rc::new(Notify::new()),
+      seq: 0,
+      connected: true,
+      exited: false,
+      leaving: false,
+      newconns: HashMap::new(),
+      dispatched: 0,
+      beat: None,
+      advanced: false,
+      reader: None,
+    }
+  }
+
+  /// The next `seq` for a cluster message from the primary.
+  pub fn next_seq(&mut self) -> u64 {
+    let s = self.seq;
+    self.seq += 1;
+    s
+  }
+
+  /// One message in this channel's serialization.
+  pub fn encode(&self, value: &Value) -> Vec<u8> {
+    if self.advanced {
+      crate::ipc::v8::encode(value)
+    } else {
+      crate::ipc::json::encode(value)
+    }
+  }
+
+  /// Sends one whole message (queued if the socket is full).
+  pub fn send(&mut self, bytes: Arc<[u8]>, fd: Option<Arc<OwnedFd>>) {
+    let msg = Outgoing { bytes, fd };
+    // ChannelClosed: the reader reports the close; nothing to do here.
+    let _ = self.lane.send(msg, true);
+  }
+
+  /// Sends a cluster message: adds `cmd` and `seq` as Node's sendHelper does.
+  /// `fd` rides in a NODE_HANDLE envelope of the given child_process type.
+  pub fn send_cluster(
+    &mut self,
+    mut msg: serde_json::Map<String, Value>,
+    fd: Option<(Arc<OwnedFd>, &'static str)>,
+  ) {
+    msg.insert("cmd".into(), "NODE_CLUSTER".into());
+    let seq = self.next_seq();
+    msg.insert("seq".into(), seq.into());
+    let body = Value::Object(msg);
+    let (bytes, fd) = match fd {
+      // The whole envelope goes out in one sendmsg with the fd attached.
+      Some((fd, kind)) => (
+        self.encode(&serde_json::json!({
+          "cmd": "NODE_HANDLE", "type": kind, "msg": body
+        })),
+        Some(fd),
+      ),
+      None => (self.encode(&body), None),
+    };
+    self.send(bytes.into(), fd);
+  }
+}

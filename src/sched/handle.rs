@@ -1,0 +1,222 @@
+//! The one interface the engine has to a listen key's socket, whatever the
+//! strategy, as Node's RoundRobinHandle and SharedHandle share `add`,
+//! `remove` and `has`: create it for a `queryServer`, add a worker (and get
+//! what to send it), remove a worker, and, for the strategies where the
+//! primary hands out connections itself, the queue of those connections.
+//! Only this file tells the strategies apart.
+
+use std::cell::{RefCell, RefMut};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::dispatcher::Dispatcher;
+use super::listen::{self, Target};
+use super::reuse_port::ReusePortPool;
+use super::round_robin::RoundRobin;
+use super::round_robin_handle::RrHandle;
+use super::shared::SharedHandle;
+use super::steal::{Group, Stealer, Watcher};
+use super::{SCHED_NONE, SCHED_REUSEPORT};
+use crate::error::Result;
+
+/// The child_process type a TCP or unix listen socket travels as.
+const NET_NATIVE: &str = "net.Native";
+
+/// One listen key's socket(s) and the workers holding them.
+pub(crate) struct Handle {
+  kind: Kind,
+  /// The servers' data (`_getServerData`), as Node keeps it per handle.
+  data: Value,
+  /// The key as a JSON string literal, ready to splice into `newconn`.
+  key_json: String,
+}
+
+enum Kind {
+  /// SCHED_NONE, and UDP always: one socket, sent to every worker.
+  Shared(SharedHandle),
+  /// SCHED_RR (and unix paths under SCHED_REUSEPORT): the primary accepts.
+  RoundRobin(RrHandle),
+  /// SCHED_REUSEPORT: a socket per worker slot, the stealer watching them.
+  ReusePort {
+    group: Rc<RefCell<Group>>,
+    _watcher: Watcher,
+  },
+}
+
+/// What to answer the worker that was added.
+pub(crate) struct Added {
+  /// The listen socket to send it, with its child_process type.
+  pub fd: Option<(Arc<OwnedFd>, &'static str)>,
+  /// Round-robin: the address the worker reports as its own.
+  pub sockname: Option<Value>,
+}
+
+/// The connections a handle hands out itself with `newconn`.
+pub(crate) struct Dispatch<'a> {
+  pub rr: RefMut<'a, RoundRobin<Arc<OwnedFd>>>,
+  /// The key as a JSON string literal, ready to splice into `newconn`.
+  pub key_json: &'a str,
+}
+
+impl Handle {
+  /// The socket for a first `queryServer` on `key`, by policy and target.
+  pub fn create<D: Dispatcher>(
+    engine: &D,
+    policy: u32,
+    key: &str,
+    target: Target,
+    backlog: i32,
+    data: Value,
+  ) -> Result<Handle> {
+    let kind = if policy == SCHED_REUSEPORT && matches!(target, Target::Tcp { .. }) {
+      // Nobody else may be listening there. SO_REUSEPORT would let a second
+      // app run by the same user join the group and take a share of the
+      // connections; a plain bind first fails as Node's would (EADDRINUSE).
+      if matches!(target, Target::Tcp { port, .. } if port != 0) {
+        drop(listen::bind_target(&target)?);
+      }
+      let first = listen::listen_reuse_port(&target, backlog)?;
+      // Port 0: every later socket of the pool binds the port the first got.
+      let port = listen::sockname(&first.fd)
+        .and_then(|n| n["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(0);
+      let mut pool = ReusePortPool::default();
+      pool.add_free(first);
+      let group = Rc::new(RefCell::new(Group {
+        pool,
+        target: target.with_port(port),
+        stealer: Stealer::default(),
+      }));
+      Kind::ReusePort {
+        _watcher: Watcher::start(engine, key, &group),
+        group,
+      }
+    } else {
+      let bound = listen::bind_target(&target)?;
+      let inherited = matches!(target, Target::Fd(_));
+      if let Target::Udp { .. } = target {
+        // As Node: UDP is always shared (there is nothing to hand out but datagrams).
+        Kind::Shared(SharedHandle::new(bound, "dgram.Native"))
+      } else if policy != SCHED_NONE {
+        // Unix sockets have no SO_REUSEPORT: under that policy they are round-robin.
+        Kind::RoundRobin(RrHandle::new(engine, key, bound, backlog, inherited)?)
+      } else {
+        Kind::Shared(SharedHandle::new(bound, NET_NATIVE))
+      }
+    };
+    Ok(Handle {
+      kind,
+      data,
+      key_json: Value::from(key).to_string(),
+    })
+  }
+
+  pub fn data(&self) -> &Value {
+    &self.data
+  }
+
+  /// Whether `worker` holds it (a server of that worker listens through it).
+  pub fn has(&self, worker: u32) -> bool {
+    match &self.kind {
+      Kind::Shared(h) => h.has(worker),
+      Kind::RoundRobin(h) => h.rr.borrow().has(worker),
+      Kind::ReusePort { group, .. } => group.borrow().pool.has(worker),
+    }
+  }
+
+  /// A worker listens here. SO_REUSEPORT: it takes the socket of the worker
+  /// it replaces in a reload (`predecessor`), else a dead worker's (with the
+  /// connections queued there), else a new one on the same port.
+  pub fn add(&mut self, worker: u32, predecessor: Option<u32>, backlog: i32) -> Result<Added> {
+    Ok(match &mut self.kind {
+      Kind::Shared(h) => {
+        h.add(worker);
+        Added {
+          fd: Some((h.fd.clone(), h.kind)),
+          sockname: None,
+        }
+      }
+      Kind::RoundRobin(h) => {
+        h.rr.borrow_mut().add(worker);
+        Added {
+          fd: None,
+          sockname: h.sockname.clone(),
+        }
+      }
+      Kind::ReusePort { group, .. } => {
+        let Group {
+          pool,
+          target,
+          stealer,
+        } = &mut *group.borrow_mut();
+        let holds_one = pool.has(worker)
+          || predecessor.is_some_and(|p| pool.share(worker, p).is_some())
+          || pool.take_free(worker).is_some();
+        if !holds_one {
+          pool.add(listen::listen_reuse_port(target, backlog)?, worker);
+        }
+        stealer.rr.add(worker);
+        stealer.steer(pool);
+        Added {
+          fd: pool.socket_of(worker).map(|s| (s, NET_NATIVE)),
+          sockname: None,
+        }
+      }
+    })
+  }
+
+  /// True when no worker holds it any more and it should close. `on_purpose`:
+  /// the worker closed its server or is leaving, rather than crashed (a
+  /// crashed worker's SO_REUSEPORT socket waits for a replacement).
+  pub fn remove(&mut self, worker: u32, on_purpose: bool) -> bool {
+    match &mut self.kind {
+      Kind::Shared(h) => h.remove(worker),
+      Kind::RoundRobin(h) => h.rr.borrow_mut().remove(worker),
+      Kind::ReusePort { group, .. } => {
+        let Group { pool, stealer, .. } = &mut *group.borrow_mut();
+        stealer.rr.remove(worker);
+        let close = pool.remove(worker, on_purpose);
+        stealer.steer(pool);
+        close
+      }
+    }
+  }
+
+  /// The worker's process is gone. SO_REUSEPORT: steer new connections off
+  /// its sockets now, before 'exit' reaches JS (where a replacement may be
+  /// forked), rather than once its channel's end is read. True when the
+  /// handle should close.
+  pub fn worker_exited(&mut self, worker: u32, on_purpose: bool) -> bool {
+    match self.kind {
+      Kind::ReusePort { .. } => self.remove(worker, on_purpose),
+      _ => false,
+    }
+  }
+
+  /// The connections the primary hands out itself: round-robin's, or those
+  /// stolen from stuck SO_REUSEPORT queues.
+  pub fn dispatch(&self) -> Option<Dispatch<'_>> {
+    let rr = match &self.kind {
+      Kind::RoundRobin(h) => h.rr.borrow_mut(),
+      Kind::ReusePort { group, .. } => RefMut::map(group.borrow_mut(), |g| &mut g.stealer.rr),
+      Kind::Shared(_) => return None,
+    };
+    Some(Dispatch {
+      rr,
+      key_json: &self.key_json,
+    })
+  }
+
+  /// The worker answered one `newconn` (accepted it or not).
+  pub fn settled(&mut self, worker: u32) {
+    match &mut self.kind {
+      Kind::RoundRobin(h) => h.settled(worker),
+      Kind::ReusePort { group, .. } => group.borrow_mut().stealer.rr.settled(worker),
+      Kind::Shared(_) => {}
+    }
+  }
+}
