@@ -220,3 +220,144 @@ impl Handle {
     }
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use std::cell::RefCell;
+  use std::net::TcpStream;
+  use std::os::fd::AsRawFd;
+  use std::rc::Rc;
+  use std::time::Duration;
+
+  use serde_json::json;
+
+  use super::*;
+  use crate::sched::SCHED_RR;
+
+  /// The engine's side, recorded: what the handle's tasks asked of it.
+  #[derive(Clone, Default)]
+  struct Recorder(Rc<RefCell<Vec<String>>>);
+
+  impl Dispatcher for Recorder {
+    fn pump(&self, key: &str) {
+      self.0.borrow_mut().push(format!("pump {key}"));
+    }
+
+    fn close(&self, key: &str) {
+      self.0.borrow_mut().push(format!("close {key}"));
+    }
+  }
+
+  /// On a current-thread runtime, as in the engine (the tasks are local).
+  fn engine_thread(f: impl std::future::Future<Output = ()>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+      .enable_all()
+      .build()
+      .unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, f);
+  }
+
+  fn tcp() -> Target {
+    Target::from_query(&json!({"address": "127.0.0.1", "port": 0, "addressType": 4})).unwrap()
+  }
+
+  fn create(policy: u32, target: Target, rec: &Recorder) -> Handle {
+    Handle::create(rec, policy, "k", target, 511, json!(null)).unwrap()
+  }
+
+  fn fd_of(added: &Added) -> (i32, &'static str) {
+    let (fd, kind) = added.fd.as_ref().expect("a socket to send");
+    (fd.as_raw_fd(), kind)
+  }
+
+  #[test]
+  fn shared_sends_one_socket_to_every_worker_and_closes_with_the_last() {
+    engine_thread(async {
+      let rec = Recorder::default();
+      let mut h = create(SCHED_NONE, tcp(), &rec);
+      let a = h.add(1, None, 511).unwrap();
+      let b = h.add(2, None, 511).unwrap();
+      assert_eq!(fd_of(&a), fd_of(&b));
+      assert_eq!(fd_of(&a).1, NET_NATIVE);
+      assert!(h.has(1) && h.has(2) && !h.has(3));
+      assert!(h.dispatch().is_none());
+      assert!(!h.remove(1, false));
+      assert!(h.remove(2, true));
+    });
+  }
+
+  #[test]
+  fn udp_is_shared_under_every_policy() {
+    engine_thread(async {
+      let rec = Recorder::default();
+      let udp =
+        Target::from_query(&json!({"address": "127.0.0.1", "port": 0, "addressType": "udp4"}))
+          .unwrap();
+      for policy in [SCHED_NONE, SCHED_RR, SCHED_REUSEPORT] {
+        let mut h = create(policy, udp.clone(), &rec);
+        assert_eq!(fd_of(&h.add(1, None, 511).unwrap()).1, "dgram.Native");
+      }
+    });
+  }
+
+  #[test]
+  fn round_robin_accepts_itself_and_queues_for_the_engine() {
+    engine_thread(async {
+      let rec = Recorder::default();
+      let mut h = create(SCHED_RR, tcp(), &rec);
+      let added = h.add(7, None, 511).unwrap();
+      assert!(added.fd.is_none(), "round-robin sends no listen socket");
+      let port = added.sockname.expect("the address the worker reports")["port"]
+        .as_u64()
+        .unwrap();
+      let client = TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+      for _ in 0..200 {
+        if !rec.0.borrow().is_empty() {
+          break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+      }
+      assert_eq!(*rec.0.borrow(), vec!["pump k".to_string()]);
+      let Dispatch { mut rr, key_json } = h.dispatch().unwrap();
+      assert_eq!(key_json, "\"k\"");
+      assert!(matches!(rr.next_assignment(), Some((7, _))));
+      drop(rr);
+      drop(client);
+      assert!(h.remove(7, true));
+    });
+  }
+
+  #[test]
+  fn reuseport_sockets_pass_to_replacements_and_heirs() {
+    engine_thread(async {
+      let rec = Recorder::default();
+      let mut h = create(SCHED_REUSEPORT, tcp(), &rec);
+      let one = fd_of(&h.add(1, None, 511).unwrap()).0;
+      let two = fd_of(&h.add(2, None, 511).unwrap()).0;
+      assert_ne!(one, two, "a socket per worker");
+      // Worker 1 crashes: its socket (and queue) waits for a replacement.
+      assert!(!h.worker_exited(1, false));
+      assert!(!h.has(1));
+      assert_eq!(fd_of(&h.add(3, None, 511).unwrap()).0, one);
+      // A reload: worker 4 shares the socket of the worker it replaces.
+      assert_eq!(fd_of(&h.add(4, Some(2), 511).unwrap()).0, two);
+      assert!(!h.remove(2, true));
+      assert!(!h.remove(3, true));
+      assert!(h.remove(4, true), "the last holder left on purpose");
+    });
+  }
+
+  #[test]
+  fn a_reuseport_key_nobody_holds_is_closed_after_the_grace() {
+    engine_thread(async {
+      let rec = Recorder::default();
+      let mut h = create(SCHED_REUSEPORT, tcp(), &rec);
+      h.add(1, None, 511).unwrap();
+      assert!(!h.worker_exited(1, false));
+      tokio::time::sleep(Duration::from_millis(300)).await;
+      assert!(rec.0.borrow().is_empty(), "still within the grace");
+      tokio::time::sleep(Duration::from_millis(700)).await;
+      assert_eq!(*rec.0.borrow(), vec!["close k".to_string()]);
+    });
+  }
+}
