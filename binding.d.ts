@@ -23,21 +23,23 @@ export declare function disconnect(id: number): void
 /** The next worker `heir` replaces `from` in a reload (SCHED_REUSEPORT sockets pass on). */
 export declare function inherit(heir: number, from: number): void
 
-/** One engine event for index.js. */
-export interface JsEvent {
-  /** online | listening | message | messages | exitedAfterDisconnect | disconnect | exit | error */
-  kind: string
-  id: number
-  /** JSON text: the user message, an array of user messages, or the listening message. */
-  data?: string
-  code?: number
-  signal?: string
-  error?: NativeError
-  /** `messagesV8`: length-prefixed V8 payloads; `handleMessage`: the V8 envelope. */
-  bytes?: Buffer
-  /** `handleMessage`: the received descriptor, now owned by JS. */
-  fd?: number
-}
+/**
+ * One engine event for index.js: in binding.d.ts a union discriminated by
+ * `kind`, one member per event.
+ */
+export type JsEvent =
+  | { kind: 'online'; id: number }
+  | { kind: 'listening'; id: number; data: string }
+  | { kind: 'message'; id: number; data: string }
+  | { kind: 'messages'; id: number; data: string }
+  | { kind: 'messagesV8'; id: number; bytes: Buffer }
+  | { kind: 'handleMessage'; id: number; data?: string; bytes?: Buffer; fd: number }
+  | { kind: 'exitedAfterDisconnect'; id: number }
+  | { kind: 'internal'; id: number; data: string }
+  | { kind: 'unresponsive'; id: number }
+  | { kind: 'disconnect'; id: number }
+  | { kind: 'exit'; id: number; code?: number; signal?: string }
+  | { kind: 'error'; id: number; error: NativeError }
 
 /**
  * Signals a worker: true if delivered, false if it is already gone; a
@@ -96,6 +98,12 @@ export declare function sendBytes(id: number, message: Buffer, now: boolean): bo
  */
 export declare function sendHandle(id: number, envelope: Buffer, fd: number, now: boolean): boolean
 
+/** `serialization` of the worker's channel, as child_process names it. */
+export declare const enum Serialization {
+  Json = 'json',
+  Advanced = 'advanced',
+}
+
 /**
  * Keeps Node's event loop alive (true) while workers exist, as node:cluster's
  * child handles do, or lets it exit (false).
@@ -116,7 +124,7 @@ export interface SpawnOptions {
   gid?: number
   /** One of `pipe`, `inherit`, `ignore`, `ipc`, or a decimal fd, per slot. */
   stdio: Array<string>
-  serialization: string
+  serialization: Serialization
 }
 
 export interface SpawnResult {

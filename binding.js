@@ -844,6 +844,7 @@ module.exports.reusePortSupported = nativeBinding.reusePortSupported
 module.exports.send = nativeBinding.send
 module.exports.sendBytes = nativeBinding.sendBytes
 module.exports.sendHandle = nativeBinding.sendHandle
+module.exports.Serialization = nativeBinding.Serialization
 module.exports.setRef = nativeBinding.setRef
 module.exports.spawn = nativeBinding.spawn
 module.exports.start = nativeBinding.start

@@ -113,7 +113,14 @@ pub struct SpawnOptions {
   pub gid: Option<u32>,
   /// One of `pipe`, `inherit`, `ignore`, `ipc`, or a decimal fd, per slot.
   pub stdio: Vec<String>,
-  pub serialization: String,
+  pub serialization: Serialization,
+}
+
+/// `serialization` of the worker's channel, as child_process names it.
+#[napi(string_enum = "lowercase")]
+pub enum Serialization {
+  Json,
+  Advanced,
 }
 
 #[napi(object)]
@@ -142,14 +149,22 @@ pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
   let stdio = options
     .stdio
     .iter()
-    .map(|s| match s.as_str() {
-      "pipe" | "overlapped" => StdioSpec::Pipe,
-      "inherit" => StdioSpec::Inherit,
-      "ignore" => StdioSpec::Ignore,
-      "ipc" => StdioSpec::Ipc,
-      n => n.parse().map(StdioSpec::Fd).unwrap_or(StdioSpec::Ignore),
+    .enumerate()
+    .map(|(i, s)| match s.as_str() {
+      "pipe" | "overlapped" => Ok(StdioSpec::Pipe),
+      "inherit" => Ok(StdioSpec::Inherit),
+      "ignore" => Ok(StdioSpec::Ignore),
+      "ipc" => Ok(StdioSpec::Ipc),
+      n => n.parse().map(StdioSpec::Fd).map_err(|_| {
+        // lib/primary.js validates stdio first, as Node does; this is the
+        // engine refusing what it cannot spawn, never a silent 'ignore'.
+        Error::new(
+          Status::InvalidArg,
+          format!("stdio[{i}]: {n:?} is not 'pipe', 'inherit', 'ignore', 'ipc' or a descriptor"),
+        )
+      }),
     })
-    .collect();
+    .collect::<Result<Vec<_>>>()?;
   let env = options
     .env
     .iter()
@@ -165,7 +180,7 @@ pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
     uid: options.uid,
     gid: options.gid,
     stdio,
-    serialization: options.serialization,
+    advanced: matches!(options.serialization, Serialization::Advanced),
   };
   Ok(match engine()?.spawn(spec) {
     Ok(spawned) => {

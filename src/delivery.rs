@@ -38,7 +38,7 @@ impl From<Vec<Event>> for Delivery {
       Some(Event::Messages { id, array }) if events.is_empty() => (id, Some(array), None),
       last => {
         events.extend(last);
-        let js = events.into_iter().map(JsEvent::from).collect();
+        let js = events.into_iter().filter_map(JsEvent::from_event).collect();
         (0, None, Some(js))
       }
     };
@@ -82,80 +82,74 @@ impl From<&EngineError> for NativeError {
   }
 }
 
-/// One engine event for index.js.
-#[napi(object)]
-pub struct JsEvent {
-  /// online | listening | message | messages | exitedAfterDisconnect | disconnect | exit | error
-  pub kind: String,
-  pub id: u32,
-  /// JSON text: the user message, an array of user messages, or the listening message.
-  pub data: Option<String>,
-  pub code: Option<i32>,
-  pub signal: Option<String>,
-  pub error: Option<NativeError>,
-  /// `messagesV8`: length-prefixed V8 payloads; `handleMessage`: the V8 envelope.
-  pub bytes: Option<Buffer>,
-  /// `handleMessage`: the received descriptor, now owned by JS.
-  pub fd: Option<i32>,
+/// One engine event for index.js: in binding.d.ts a union discriminated by
+/// `kind`, one member per event.
+#[napi(discriminant = "kind", discriminant_case = "camelCase")]
+pub enum JsEvent {
+  /// The worker announced `online`.
+  Online { id: u32 },
+  /// A server listens; `data`: the worker's listening message, JSON.
+  Listening { id: u32, data: String },
+  /// One user message, JSON text the engine could not vouch for.
+  Message { id: u32, data: String },
+  /// User messages as one JSON array text.
+  Messages { id: u32, data: String },
+  /// User messages in V8 serialization, each behind its 4-byte length.
+  MessagesV8 { id: u32, bytes: Buffer },
+  /// A user message with a handle: its envelope as JSON `data` or V8
+  /// `bytes`, and the received descriptor, now owned by JS.
+  HandleMessage {
+    id: u32,
+    data: Option<String>,
+    bytes: Option<Buffer>,
+    fd: i32,
+  },
+  /// The worker is leaving on purpose.
+  ExitedAfterDisconnect { id: u32 },
+  /// An internal message JS answers, JSON.
+  Internal { id: u32, data: String },
+  /// The watchdog sent SIGABRT.
+  Unresponsive { id: u32 },
+  /// The channel closed.
+  Disconnect { id: u32 },
+  /// The process ended: an exit code or a signal name.
+  Exit {
+    id: u32,
+    code: Option<i32>,
+    signal: Option<String>,
+  },
+  /// Bad bytes on the channel, a failed read or write.
+  Error { id: u32, error: NativeError },
 }
 
-impl From<Event> for JsEvent {
-  fn from(ev: Event) -> Self {
-    let mut js = JsEvent {
-      kind: String::new(),
-      id: 0,
-      data: None,
-      code: None,
-      signal: None,
-      error: None,
-      bytes: None,
-      fd: None,
-    };
-    let (kind, id) = match ev {
-      Event::Online { id } => ("online", id),
-      Event::Listening { id, info } => {
-        js.data = Some(info);
-        ("listening", id)
-      }
-      Event::Message { id, json } => {
-        js.data = Some(json);
-        ("message", id)
-      }
-      Event::Messages { id, array } => {
-        js.data = Some(array);
-        ("messages", id)
-      }
-      Event::HandleMessage { id, json, v8, fd } => {
-        js.data = json;
-        js.bytes = v8.map(Buffer::from);
-        js.fd = Some(fd.0.into_raw_fd());
-        ("handleMessage", id)
-      }
-      Event::MessagesV8 { id, bytes } => {
-        js.bytes = Some(bytes.into());
-        ("messagesV8", id)
-      }
-      Event::ExitedAfterDisconnect { id } => ("exitedAfterDisconnect", id),
-      Event::Internal { id, json } => {
-        js.data = Some(json);
-        ("internal", id)
-      }
-      Event::Unresponsive { id } => ("unresponsive", id),
-      Event::Disconnect { id } => ("disconnect", id),
-      Event::Exit { id, code, signal } => {
-        js.code = code;
-        js.signal = signal;
-        ("exit", id)
-      }
-      Event::Error { id, error } => {
-        js.error = Some(NativeError::from(&error));
-        ("error", id)
-      }
-      // Delivery takes these out before conversion.
-      Event::CaughtUp(CaughtUp(side)) => ("", side.id()),
-    };
-    js.kind = kind.to_string();
-    js.id = id;
-    js
+impl JsEvent {
+  fn from_event(ev: Event) -> Option<Self> {
+    Some(match ev {
+      Event::Online { id } => JsEvent::Online { id },
+      Event::Listening { id, info } => JsEvent::Listening { id, data: info },
+      Event::Message { id, json } => JsEvent::Message { id, data: json },
+      Event::Messages { id, array } => JsEvent::Messages { id, data: array },
+      Event::HandleMessage { id, json, v8, fd } => JsEvent::HandleMessage {
+        id,
+        data: json,
+        bytes: v8.map(Buffer::from),
+        fd: fd.0.into_raw_fd(),
+      },
+      Event::MessagesV8 { id, bytes } => JsEvent::MessagesV8 {
+        id,
+        bytes: bytes.into(),
+      },
+      Event::ExitedAfterDisconnect { id } => JsEvent::ExitedAfterDisconnect { id },
+      Event::Internal { id, json } => JsEvent::Internal { id, data: json },
+      Event::Unresponsive { id } => JsEvent::Unresponsive { id },
+      Event::Disconnect { id } => JsEvent::Disconnect { id },
+      Event::Exit { id, code, signal } => JsEvent::Exit { id, code, signal },
+      Event::Error { id, error } => JsEvent::Error {
+        id,
+        error: NativeError::from(&error),
+      },
+      // Not for JS: Delivery takes these out first.
+      Event::CaughtUp(_) => return None,
+    })
   }
 }

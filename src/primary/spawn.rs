@@ -35,7 +35,8 @@ pub struct SpawnSpec {
   pub uid: Option<u32>,
   pub gid: Option<u32>,
   pub stdio: Vec<StdioSpec>,
-  pub serialization: String,
+  /// The channel speaks V8 (`advanced`) serialization rather than JSON.
+  pub advanced: bool,
 }
 
 /// A started child: its pid, a pidfd to watch it, the primary's end of the
@@ -70,7 +71,8 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
     .env_clear()
     .envs(spec.env.iter().cloned());
   cmd.env("NODE_CHANNEL_FD", ipc_index.to_string());
-  cmd.env("NODE_CHANNEL_SERIALIZATION_MODE", &spec.serialization);
+  let mode = if spec.advanced { "advanced" } else { "json" };
+  cmd.env("NODE_CHANNEL_SERIALIZATION_MODE", mode);
   if let Some(cwd) = &spec.cwd {
     cmd.current_dir(cwd);
   }

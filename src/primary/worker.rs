@@ -35,7 +35,7 @@ const MAX_PENDING_FDS: usize = 64;
 pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
   let child = spawn(spec)?;
   let id = spec.id;
-  let advanced = spec.serialization == "advanced";
+  let advanced = spec.advanced;
   let js_reads = state.borrow().js_reads;
   let channel_error = |e: std::io::Error| Error::from_io(&e, "epoll_ctl", "ipc channel");
   let channel = Arc::new(Channel::new(child.channel, !js_reads).map_err(channel_error)?);
