@@ -12,6 +12,8 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** The cluster's restart bookkeeping (crash-loop window, backoff). */
 export declare class RestartTracker {
   constructor(options: RestartOptions)
+  /** The policy in force (the defaults filled in). */
+  get policy(): RestartPolicy
   /** A worker crashed at `nowMs` after `uptimeMs`; `streak` is its line's quick deaths. */
   onCrash(nowMs: number, uptimeMs: number, streak: number): RestartDecision
 }
@@ -64,8 +66,21 @@ export interface RestartDecision {
   streak: number
 }
 
-/** Restart options, as `setupPrimary({ restart })` resolved them. */
+/**
+ * Restart options as `setupPrimary({ restart })` gave them (validated in
+ * JS); what is left out takes the policy's defaults (supervise::restart).
+ */
 export interface RestartOptions {
+  maxRestarts?: number
+  window?: number
+  minUptime?: number
+  backoffInitial?: number
+  backoffMax?: number
+  backoffFactor?: number
+}
+
+/** The restart policy in force, defaults filled in. */
+export interface RestartPolicy {
   maxRestarts: number
   window: number
   minUptime: number
@@ -76,6 +91,15 @@ export interface RestartOptions {
 
 /** Whether the kernel has SO_REUSEPORT (for `cluster.SCHED_REUSEPORT`). */
 export declare function reusePortSupported(): boolean
+
+/** `cluster.SCHED_NONE`: the kernel picks the worker. */
+export declare const SCHED_NONE: number
+
+/** `cluster.SCHED_REUSEPORT`: one SO_REUSEPORT socket per worker. */
+export declare const SCHED_REUSEPORT: number
+
+/** `cluster.SCHED_RR`: the primary accepts and hands connections out. */
+export declare const SCHED_RR: number
 
 /**
  * Sends one user message (JSON text without the newline); `now` writes it

@@ -15,9 +15,9 @@ const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 // Node 24 and later trace each spawn on this channel.
 const spawnTrace = NODE_MAJOR >= 24 ? require('node:diagnostics_channel').tracingChannel('child_process.spawn') : null;
 
-const SCHED_NONE = 1;
-const SCHED_RR = 2;
-const SCHED_REUSEPORT = 3; // rcluster's own: one SO_REUSEPORT socket per worker
+// The engine's policy numbers (SCHED_REUSEPORT is rcluster's own: one
+// SO_REUSEPORT socket per worker).
+const { SCHED_NONE, SCHED_RR, SCHED_REUSEPORT } = native;
 
 const cluster = new EventEmitter();
 const intercom = new EventEmitter();
@@ -270,12 +270,19 @@ function createWorkerProcess(id, env) {
 }
 
 cluster.fork = function fork(env) {
+  return forkWorker(env, null);
+};
+
+// fork(), and a reload's fork of `replacing`'s successor: under
+// SCHED_REUSEPORT it takes over the old worker's sockets and their queues.
+function forkWorker(env, replacing) {
   cluster.setupPrimary();
   if (!started) {
     native.start(onDelivery, schedulingPolicy);
     started = true;
   }
   const id = ++ids;
+  if (replacing) native.inherit(id, replacing.id);
   const workerProcess = createWorkerProcess(id, env);
   const worker = new Worker({ id, process: workerProcess });
 
@@ -316,7 +323,7 @@ cluster.fork = function fork(env) {
   process.nextTick(emitForkNT, worker);
   cluster.workers[worker.id] = worker;
   return worker;
-};
+}
 
 function emitForkNT(worker) {
   cluster.emit('fork', worker);
@@ -363,7 +370,7 @@ cluster.disconnect = function disconnect(cb) {
 
 // ---------------------------------------------------------------- supervision
 
-const supervisor = supervise.install(cluster, native, live, () => ids + 1, () => started);
+const supervisor = supervise.install(cluster, native, live, forkWorker, () => started);
 
 // ---------------------------------------------------------------- engine events
 

@@ -279,9 +279,21 @@ pub fn worker_stats() -> Result<Vec<WorkerStats>> {
   )
 }
 
-/// Restart options, as `setupPrimary({ restart })` resolved them.
+/// Restart options as `setupPrimary({ restart })` gave them (validated in
+/// JS); what is left out takes the policy's defaults (supervise::restart).
 #[napi(object)]
 pub struct RestartOptions {
+  pub max_restarts: Option<u32>,
+  pub window: Option<f64>,
+  pub min_uptime: Option<f64>,
+  pub backoff_initial: Option<f64>,
+  pub backoff_max: Option<f64>,
+  pub backoff_factor: Option<f64>,
+}
+
+/// The restart policy in force, defaults filled in.
+#[napi(object)]
+pub struct RestartPolicy {
   pub max_restarts: u32,
   pub window: f64,
   pub min_uptime: f64,
@@ -289,6 +301,16 @@ pub struct RestartOptions {
   pub backoff_max: f64,
   pub backoff_factor: f64,
 }
+
+/// `cluster.SCHED_NONE`: the kernel picks the worker.
+#[napi]
+pub const SCHED_NONE: u32 = crate::sched::SCHED_NONE;
+/// `cluster.SCHED_RR`: the primary accepts and hands connections out.
+#[napi]
+pub const SCHED_RR: u32 = crate::sched::SCHED_RR;
+/// `cluster.SCHED_REUSEPORT`: one SO_REUSEPORT socket per worker.
+#[napi]
+pub const SCHED_REUSEPORT: u32 = crate::sched::SCHED_REUSEPORT;
 
 /// What to do about one crashed worker.
 #[napi(object)]
@@ -311,16 +333,31 @@ pub struct RestartTracker {
 impl RestartTracker {
   #[napi(constructor)]
   pub fn new(options: RestartOptions) -> Self {
+    let d = crate::supervise::restart::Policy::default();
     RestartTracker {
       policy: crate::supervise::restart::Policy {
-        max_restarts: options.max_restarts,
-        window_ms: options.window,
-        min_uptime_ms: options.min_uptime,
-        backoff_initial_ms: options.backoff_initial,
-        backoff_max_ms: options.backoff_max,
-        backoff_factor: options.backoff_factor,
+        max_restarts: options.max_restarts.unwrap_or(d.max_restarts),
+        window_ms: options.window.unwrap_or(d.window_ms),
+        min_uptime_ms: options.min_uptime.unwrap_or(d.min_uptime_ms),
+        backoff_initial_ms: options.backoff_initial.unwrap_or(d.backoff_initial_ms),
+        backoff_max_ms: options.backoff_max.unwrap_or(d.backoff_max_ms),
+        backoff_factor: options.backoff_factor.unwrap_or(d.backoff_factor),
       },
       tracker: Default::default(),
+    }
+  }
+
+  /// The policy in force (the defaults filled in).
+  #[napi(getter)]
+  pub fn policy(&self) -> RestartPolicy {
+    let p = &self.policy;
+    RestartPolicy {
+      max_restarts: p.max_restarts,
+      window: p.window_ms,
+      min_uptime: p.min_uptime_ms,
+      backoff_initial: p.backoff_initial_ms,
+      backoff_max: p.backoff_max_ms,
+      backoff_factor: p.backoff_factor,
     }
   }
 
