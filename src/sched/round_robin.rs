@@ -5,7 +5,7 @@
 //! window of un-acked connections and the least-loaded worker with room gets
 //! the next one (ties rotate), so a worker whose event loop is stuck stops
 //! receiving connections while the others take them. This file is the pure
-//! bookkeeping; the accepting and sending live in `primary::dispatch`.
+//! bookkeeping; accepting is `round_robin_handle`, sending `primary::dispatch`.
 
 use std::collections::VecDeque;
 
