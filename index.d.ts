@@ -35,6 +35,13 @@ declare namespace cluster {
     heartbeat?: boolean | HeartbeatOptions;
     /** When a reloaded worker counts as ready: 'listening' (default) or 'ready' (cluster.worker.ready()). */
     readiness?: 'listening' | 'ready';
+    /**
+     * Sticky placement: every connection from one client address reaches the
+     * same worker (a hash of the address into 64 buckets, each a worker
+     * slot's), under SCHED_REUSEPORT (in the kernel) and SCHED_RR. Frozen at
+     * the first fork().
+     */
+    sticky?: false | 'ip';
     /** Signals that run cluster.shutdown() and then exit the primary. */
     shutdownOn?: NodeJS.Signals[];
     /** The deadline shutdownOn uses, in ms (default 10000). */

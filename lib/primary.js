@@ -172,6 +172,9 @@ function validateSettings(s) {
       throw errors.ERR_INVALID_ARG_TYPE(`options.${key}`, 'int32', v);
     }
   }
+  if (s.sticky !== undefined && s.sticky !== false && s.sticky !== 'ip') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.sticky', s.sticky, "must be one of: false, 'ip'");
+  }
   if (s.serialization !== undefined && s.serialization !== 'json' && s.serialization !== 'advanced') {
     throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
       "must be one of: undefined, 'json', 'advanced'");
@@ -278,7 +281,8 @@ cluster.fork = function fork(env) {
 function forkWorker(env, replacing) {
   cluster.setupPrimary();
   if (!started) {
-    native.start(onDelivery, schedulingPolicy);
+    // Placement is frozen here, as Node freezes schedulingPolicy at the first fork.
+    native.start(onDelivery, schedulingPolicy, cluster.settings.sticky === 'ip');
     started = true;
   }
   const id = ++ids;

@@ -13,6 +13,7 @@ use crate::error::Error as EngineError;
 use crate::primary::pressure::Pressure;
 use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
 use crate::sched::key::KeyRule;
+use crate::sched::Placement;
 
 type EventFn = ThreadsafeFunction<Delivery, (), FnArgs<DeliveryArgs>, Status, false, true>;
 
@@ -41,7 +42,12 @@ impl Sink for JsSink {
 /// receives what workers sent and what became of them (see `DeliveryArgs`).
 /// Later calls are no-ops.
 #[napi]
-pub fn start(env: Env, on_delivery: Function<FnArgs<DeliveryArgs>, ()>, policy: u32) -> Result<()> {
+pub fn start(
+  env: Env,
+  on_delivery: Function<FnArgs<DeliveryArgs>, ()>,
+  policy: u32,
+  sticky: bool,
+) -> Result<()> {
   if ENGINE.get().is_some() {
     return Ok(());
   }
@@ -65,13 +71,12 @@ pub fn start(env: Env, on_delivery: Function<FnArgs<DeliveryArgs>, ()>, policy: 
   let sink = JsSink(tsfn.clone(), pressure);
   // Listen keys follow the Node line this primary runs on.
   let major = env.get_node_version().map(|v| v.major).unwrap_or(20);
-  let engine = Engine::start(
-    Arc::new(sink),
+  let placement = Placement {
     policy,
-    js_reads,
-    KeyRule::for_node_major(major),
-  )
-  .map_err(js_error)?;
+    sticky,
+    key_rule: KeyRule::for_node_major(major),
+  };
+  let engine = Engine::start(Arc::new(sink), placement, js_reads).map_err(js_error)?;
   let _ = EVENTS.set(tsfn);
   let _ = ENGINE.set(engine);
   Ok(())

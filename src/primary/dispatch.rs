@@ -85,6 +85,9 @@ pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool
   }
   if !accepted {
     requeue(st, id, &key, conn);
+  } else {
+    // Its window has room again: a sticky client queued for it goes now.
+    pump(st, &key);
   }
 }
 

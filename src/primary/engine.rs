@@ -15,7 +15,7 @@ use super::spawn::SpawnSpec;
 use super::state::{Shared, State};
 use super::{protocol, worker};
 use crate::error::Result;
-use crate::sched::key::KeyRule;
+use crate::sched::Placement;
 use crate::supervise::watchdog::{self, Beat, Verdict, Watched};
 
 pub(crate) enum Command {
@@ -46,14 +46,19 @@ pub(crate) enum Command {
 pub(crate) async fn run(
   mut commands: mpsc::UnboundedReceiver<Command>,
   sink: Arc<dyn Sink>,
-  policy: u32,
+  placement: Placement,
   js_reads: bool,
-  key_rule: KeyRule,
   pidfds: PidFds,
   lanes: Lanes,
 ) {
+  let Placement {
+    policy,
+    sticky,
+    key_rule,
+  } = placement;
   let state: Shared = Rc::new(RefCell::new(State {
     policy,
+    sticky,
     key_rule,
     js_reads: js_reads && policy != crate::sched::SCHED_RR,
     watchdog: None,

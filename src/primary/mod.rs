@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::ipc::lane::{Lane, Outgoing};
-use crate::sched::key::KeyRule;
+use crate::sched::Placement;
 pub(crate) use batch::user_events;
 use engine::Command;
 pub(crate) use event::{Event, Sink, Spawned, WorkerStats};
@@ -47,12 +47,7 @@ impl Engine {
   /// Starts the engine thread with the frozen scheduling policy. `js_reads`:
   /// the JS thread can read channels (see [`reader`]); it then does, except
   /// under SCHED_RR.
-  pub fn start(
-    sink: Arc<dyn Sink>,
-    policy: u32,
-    js_reads: bool,
-    key_rule: KeyRule,
-  ) -> Result<Engine> {
+  pub fn start(sink: Arc<dyn Sink>, placement: Placement, js_reads: bool) -> Result<Engine> {
     let (tx, rx) = mpsc::unbounded_channel();
     let pidfds: PidFds = Arc::default();
     let lanes: Lanes = Arc::default();
@@ -68,15 +63,7 @@ impl Engine {
         let local = tokio::task::LocalSet::new();
         local.block_on(
           &runtime,
-          engine::run(
-            rx,
-            sink,
-            policy,
-            js_reads,
-            key_rule,
-            shared_pidfds,
-            shared_lanes,
-          ),
+          engine::run(rx, sink, placement, js_reads, shared_pidfds, shared_lanes),
         );
       })
       .map_err(|e| Error::from_io(&e, "pthread_create", "rcluster engine"))?;

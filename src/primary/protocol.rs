@@ -215,6 +215,7 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
         Handle::create(
           &EngineLink::new(state),
           st.policy,
+          st.sticky,
           &key,
           target,
           backlog,

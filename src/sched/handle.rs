@@ -66,6 +66,7 @@ impl Handle {
   pub fn create<D: Dispatcher>(
     engine: &D,
     policy: u32,
+    sticky: bool,
     key: &str,
     target: Target,
     backlog: i32,
@@ -89,7 +90,7 @@ impl Handle {
       let group = Rc::new(RefCell::new(Group {
         pool,
         target: target.with_port(port),
-        stealer: Stealer::default(),
+        stealer: Stealer::new(sticky),
       }));
       Kind::ReusePort {
         _watcher: Watcher::start(engine, key, &group),
@@ -103,7 +104,9 @@ impl Handle {
         Kind::Shared(SharedHandle::new(bound, "dgram.Native"))
       } else if policy != SCHED_NONE {
         // Unix sockets have no SO_REUSEPORT: under that policy they are round-robin.
-        Kind::RoundRobin(RrHandle::new(engine, key, bound, backlog, inherited)?)
+        Kind::RoundRobin(RrHandle::new(
+          engine, key, bound, backlog, inherited, sticky,
+        )?)
       } else {
         Kind::Shared(SharedHandle::new(bound, NET_NATIVE))
       }
@@ -262,7 +265,7 @@ mod tests {
   }
 
   fn create(policy: u32, target: Target, rec: &Recorder) -> Handle {
-    Handle::create(rec, policy, "k", target, 511, json!(null)).unwrap()
+    Handle::create(rec, policy, false, "k", target, 511, json!(null)).unwrap()
   }
 
   fn fd_of(added: &Added) -> (i32, &'static str) {

@@ -14,6 +14,18 @@ mod round_robin_handle;
 mod shared;
 mod steal;
 mod steer;
+pub(crate) mod sticky;
+
+/// How listen sockets are placed, frozen when the engine starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+  /// One of `SCHED_NONE`, `SCHED_RR`, `SCHED_REUSEPORT`.
+  pub policy: u32,
+  /// Sticky by client address (`setupPrimary({ sticky: 'ip' })`).
+  pub sticky: bool,
+  /// How listens are keyed (by the primary's Node line).
+  pub key_rule: key::KeyRule,
+}
 
 /// `cluster.SCHED_NONE`: the kernel picks the worker.
 pub const SCHED_NONE: u32 = 1;

@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use super::sticky::Buckets;
+
 /// Un-acked connections one worker may hold.
 pub const WINDOW: usize = 4;
 
@@ -20,8 +22,12 @@ pub struct RoundRobin<C> {
   paused: Vec<u32>,
   /// Where the next tie-break starts, so equal workers take turns.
   next: usize,
-  /// Accepted connections no worker has room for yet.
-  queue: VecDeque<C>,
+  /// Accepted connections no worker has room for yet, with the bucket of
+  /// the client's address when placement is sticky.
+  queue: VecDeque<(C, Option<usize>)>,
+  /// Sticky placement: the buckets, and the worker in each slot (a
+  /// replacement takes the slot of a worker that left).
+  sticky: Option<(Buckets, Vec<Option<u32>>)>,
 }
 
 impl<C> Default for RoundRobin<C> {
@@ -31,14 +37,33 @@ impl<C> Default for RoundRobin<C> {
       paused: Vec::new(),
       next: 0,
       queue: VecDeque::new(),
+      sticky: None,
     }
   }
 }
 
 impl<C> RoundRobin<C> {
+  /// Sticky placement: a connection queued with [`Self::push_placed`] goes to
+  /// the worker of its bucket's slot.
+  pub fn sticky() -> Self {
+    RoundRobin {
+      sticky: Some((Buckets::default(), Vec::new())),
+      ..Self::default()
+    }
+  }
+
   pub fn add(&mut self, worker: u32) {
     if !self.has(worker) {
       self.workers.push((worker, 0));
+      if let Some((buckets, slots)) = &mut self.sticky {
+        match slots.iter_mut().find(|s| s.is_none()) {
+          Some(free) => *free = Some(worker),
+          None => {
+            slots.push(Some(worker));
+            buckets.grow(slots.len());
+          }
+        }
+      }
     }
   }
 
@@ -55,6 +80,11 @@ impl<C> RoundRobin<C> {
   pub fn remove(&mut self, worker: u32) -> bool {
     self.workers.retain(|&(w, _)| w != worker);
     self.paused.retain(|&w| w != worker);
+    if let Some((_, slots)) = &mut self.sticky {
+      for s in slots.iter_mut().filter(|s| **s == Some(worker)) {
+        *s = None;
+      }
+    }
     self.workers.is_empty()
   }
 
@@ -68,12 +98,18 @@ impl<C> RoundRobin<C> {
 
   /// A freshly accepted connection.
   pub fn push(&mut self, conn: C) {
-    self.queue.push_back(conn);
+    self.queue.push_back((conn, None));
   }
 
-  /// A connection a worker refused or never acked: it goes out first.
+  /// A freshly accepted connection from a client whose address hashes to `bucket`.
+  pub fn push_placed(&mut self, conn: C, bucket: usize) {
+    self.queue.push_back((conn, Some(bucket)));
+  }
+
+  /// A connection a worker refused or never acked: it goes out first (to
+  /// whichever worker has room: its own did not take it).
   pub fn push_front(&mut self, conn: C) {
-    self.queue.push_front(conn);
+    self.queue.push_front((conn, None));
   }
 
   /// Connections the workers can still take beyond what is queued.
@@ -92,6 +128,16 @@ impl<C> RoundRobin<C> {
     if self.queue.is_empty() || self.workers.is_empty() {
       return None;
     }
+    if self.sticky.is_some() {
+      return self.next_sticky();
+    }
+    let i = self.least_loaded()?;
+    let (conn, _) = self.queue.pop_front()?;
+    Some(self.assign(i, conn))
+  }
+
+  /// The index of the least-loaded worker with room (ties rotate).
+  fn least_loaded(&self) -> Option<usize> {
     let len = self.workers.len();
     let mut best: Option<usize> = None;
     for step in 0..len {
@@ -104,11 +150,45 @@ impl<C> RoundRobin<C> {
         best = Some(i);
       }
     }
-    let i = best?;
-    let conn = self.queue.pop_front()?;
+    best
+  }
+
+  fn assign(&mut self, i: usize, conn: C) -> (u32, C) {
     self.workers[i].1 += 1;
-    self.next = (i + 1) % len;
-    Some((self.workers[i].0, conn))
+    self.next = (i + 1) % self.workers.len();
+    (self.workers[i].0, conn)
+  }
+
+  /// Sticky: the first queued connection whose worker has room goes to it;
+  /// a connection whose worker is full waits (the others go by), one whose
+  /// worker is gone or paused goes to a healthy worker chosen by its bucket.
+  fn next_sticky(&mut self) -> Option<(u32, C)> {
+    let (buckets, slots) = self.sticky.as_ref()?;
+    let healthy = |w: &u32| !self.paused.contains(w);
+    let up: Vec<u32> = slots.iter().flatten().copied().filter(healthy).collect();
+    for q in 0..self.queue.len() {
+      let target = match self.queue[q].1 {
+        Some(b) => match slots.get(buckets.home(b) as usize).copied().flatten() {
+          Some(w) if healthy(&w) => Some(w),
+          _ if up.is_empty() => None,
+          _ => Some(up[b % up.len()]),
+        },
+        None => None,
+      };
+      let i = match target {
+        Some(w) => match self.workers.iter().position(|&(x, _)| x == w) {
+          Some(i) if self.workers[i].1 < WINDOW => i,
+          _ => continue,
+        },
+        None => match self.least_loaded() {
+          Some(i) => i,
+          None => continue,
+        },
+      };
+      let (conn, _) = self.queue.remove(q)?;
+      return Some(self.assign(i, conn));
+    }
+    None
   }
 
   /// The worker answered (accepted or not) one connection it held.
@@ -122,6 +202,7 @@ impl<C> RoundRobin<C> {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::sched::sticky::BUCKETS;
 
   #[test]
   fn equal_workers_take_turns() {
@@ -177,7 +258,10 @@ mod tests {
     assert_eq!(rr.next_assignment(), Some((7, WINDOW)));
     assert!(!rr.remove(8));
     assert!(rr.remove(7));
-    assert_eq!(rr.queue.drain(..).collect::<Vec<_>>(), vec![WINDOW + 1]);
+    assert_eq!(
+      rr.queue.drain(..).map(|(c, _)| c).collect::<Vec<_>>(),
+      vec![WINDOW + 1]
+    );
   }
 
   #[test]
@@ -206,5 +290,57 @@ mod tests {
     rr.push("new");
     rr.push_front("refused");
     assert_eq!(rr.next_assignment(), Some((1, "refused")));
+  }
+
+  #[test]
+  fn sticky_sends_a_bucket_to_its_slots_worker_and_keeps_it_across_a_restart() {
+    let mut rr = RoundRobin::sticky();
+    rr.add(1);
+    rr.add(2);
+    let (buckets, _) = rr.sticky.clone().unwrap();
+    let of = |w: u32| (0..BUCKETS).find(|&b| buckets.home(b) == w - 1).unwrap();
+    let (b1, b2) = (of(1), of(2));
+    for n in 0..6 {
+      rr.push_placed(n, if n % 2 == 0 { b1 } else { b2 });
+    }
+    let mut got = Vec::new();
+    while let Some((w, c)) = rr.next_assignment() {
+      got.push((w, c));
+      rr.settled(w);
+    }
+    assert_eq!(got, vec![(1, 0), (2, 1), (1, 2), (2, 3), (1, 4), (2, 5)]);
+    // Worker 1 dies: its clients go to a healthy worker meanwhile...
+    rr.remove(1);
+    rr.push_placed(10, b1);
+    assert_eq!(rr.next_assignment(), Some((2, 10)));
+    rr.settled(2);
+    // ...and its replacement takes its slot, and its clients.
+    rr.add(3);
+    rr.push_placed(11, b1);
+    rr.push_placed(12, b2);
+    assert_eq!(rr.next_assignment(), Some((3, 11)));
+    assert_eq!(rr.next_assignment(), Some((2, 12)));
+  }
+
+  #[test]
+  fn sticky_lets_others_pass_a_client_whose_worker_is_full() {
+    let mut rr = RoundRobin::sticky();
+    rr.add(1);
+    rr.add(2);
+    let (buckets, _) = rr.sticky.clone().unwrap();
+    let of = |w: u32| (0..BUCKETS).find(|&b| buckets.home(b) == w - 1).unwrap();
+    for n in 0..WINDOW + 1 {
+      rr.push_placed(n, of(1));
+    }
+    rr.push_placed(100, of(2));
+    let mut got = Vec::new();
+    while let Some((w, c)) = rr.next_assignment() {
+      got.push((w, c));
+    }
+    // Worker 1's window fills; its next client waits, worker 2's goes by.
+    assert_eq!(got.len(), WINDOW + 1);
+    assert_eq!(got.last(), Some(&(2, 100)));
+    rr.settled(1);
+    assert_eq!(rr.next_assignment(), Some((1, WINDOW)));
   }
 }

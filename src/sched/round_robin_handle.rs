@@ -21,6 +21,7 @@ use tokio::task::{spawn_local, JoinHandle};
 use super::dispatcher::Dispatcher;
 use super::listen::{self, Bound, BoundPath};
 use super::round_robin::RoundRobin;
+use super::sticky::bucket;
 use crate::error::{Error, Result};
 use crate::ipc::channel::watch;
 
@@ -48,6 +49,7 @@ impl RrHandle {
     bound: Bound,
     backlog: i32,
     inherited: bool,
+    sticky: bool,
   ) -> Result<RrHandle> {
     let Bound { fd, path } = bound;
     listen::start_listening(&fd, backlog)?;
@@ -57,13 +59,18 @@ impl RrHandle {
         .map_err(|e| Error::from_io(&e, "epoll_ctl", "listen socket"))?,
     );
     let room = Rc::new(Notify::new());
-    let rr = Rc::new(RefCell::new(RoundRobin::default()));
+    let rr = Rc::new(RefCell::new(if sticky {
+      RoundRobin::sticky()
+    } else {
+      RoundRobin::default()
+    }));
     let task = spawn_local(accept_loop(
       engine.clone(),
       key.to_string(),
       rr.clone(),
       listener.clone(),
       room.clone(),
+      sticky,
     ));
     Ok(RrHandle {
       rr,
@@ -102,6 +109,7 @@ async fn accept_loop<D: Dispatcher>(
   rr: Rc<RefCell<RoundRobin<Arc<OwnedFd>>>>,
   listener: Rc<AsyncFd<OwnedFd>>,
   room: Rc<Notify>,
+  sticky: bool,
 ) {
   loop {
     // Accept only while some worker has room: otherwise connections wait in
@@ -123,7 +131,10 @@ async fn accept_loop<D: Dispatcher>(
       Ok(Ok(raw)) => {
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
         let conn = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
-        rr.borrow_mut().push(conn);
+        match sticky.then(|| peer_bucket(&conn)).flatten() {
+          Some(b) => rr.borrow_mut().push_placed(conn, b),
+          None => rr.borrow_mut().push(conn),
+        }
         engine.pump(&key);
       }
       Ok(Err(e)) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
@@ -135,4 +146,20 @@ async fn accept_loop<D: Dispatcher>(
       Err(_would_block) => {}
     }
   }
+}
+
+/// The sticky bucket of a connection's client address (none for a unix socket).
+fn peer_bucket(conn: &OwnedFd) -> Option<usize> {
+  use nix::sys::socket::{getpeername, SockaddrStorage};
+  let peer: SockaddrStorage = getpeername(conn.as_raw_fd()).ok()?;
+  let ip = if let Some(v4) = peer.as_sockaddr_in() {
+    std::net::IpAddr::V4(v4.ip())
+  } else {
+    let v6 = peer.as_sockaddr_in6()?.ip();
+    // A dual-stack socket sees an IPv4 client as ::ffff:a.b.c.d: hash it as
+    // the IPv4 address, as the SO_REUSEPORT program does.
+    v6.to_ipv4_mapped()
+      .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)
+  };
+  Some(bucket(ip))
 }

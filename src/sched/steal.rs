@@ -28,6 +28,7 @@ use super::listen::Target;
 use super::reuse_port::ReusePortPool;
 use super::round_robin::RoundRobin;
 use super::steer;
+use super::sticky::Buckets;
 
 /// How often the queues are looked at while any holds connections (or a
 /// worker is suspect).
@@ -131,13 +132,24 @@ pub(crate) struct Stealer {
   pub rr: RoundRobin<Arc<OwnedFd>>,
   /// One per socket of the pool, in the pool's order (sockets are only ever added).
   queues: Vec<Watch>,
-  /// The steering weights last attached to the group (empty: none yet).
-  weights: Vec<u32>,
+  /// Sticky placement's buckets, when it is on.
+  pub sticky: Option<Buckets>,
+  /// What was last attached to the group: the weights, or the sticky
+  /// table (empty: nothing yet).
+  attached: Vec<u32>,
   /// Since when no worker holds any socket of the pool.
   orphaned: Option<Instant>,
 }
 
 impl Stealer {
+  /// A stealer for a new pool; `sticky`: place clients by address.
+  pub fn new(sticky: bool) -> Self {
+    Stealer {
+      sticky: sticky.then(Buckets::default),
+      ..Stealer::default()
+    }
+  }
+
   /// One tick: the orphan grace, then a look at every queue.
   fn tick(&mut self, pool: &ReusePortPool) -> Tick {
     // Per key: a port only a dead worker listened on (its own admin port,
@@ -254,12 +266,22 @@ impl Stealer {
   }
 
   /// Re-steers the group when who should get new connections changed. With
-  /// no worker at all the kernel's own hash decides, so connections wait on
-  /// the sockets for a replacement.
+  /// no worker at all the kernel's own hash decides (sticky: each bucket's
+  /// home socket), so connections wait on the sockets for a replacement.
+  /// Sticky: each client address goes to its bucket's socket, and the
+  /// buckets of a socket that cannot take connections now to healthy ones.
   pub fn steer(&mut self, pool: &ReusePortPool) {
     let holders: Vec<&[u32]> = pool.slots().map(|(_, h)| h).collect();
     let weights = self.weights(&holders);
-    if weights == self.weights {
+    let attach: Vec<u32> = match &mut self.sticky {
+      Some(buckets) => {
+        buckets.grow(weights.len());
+        let healthy: Vec<bool> = weights.iter().map(|&w| w == HEALTHY).collect();
+        buckets.table(&healthy).to_vec()
+      }
+      None => weights,
+    };
+    if attach == self.attached {
       return;
     }
     let Some((first, _)) = pool.slots().next() else {
@@ -267,8 +289,11 @@ impl Stealer {
     };
     // Where the kernel refuses (no SO_ATTACH_REUSEPORT_CBPF), its hash picks
     // and stealing alone moves connections off stuck sockets.
-    let _ = steer::attach(first.as_fd(), &weights);
-    self.weights = weights;
+    let _ = match attach.as_slice().try_into() {
+      Ok(table) if self.sticky.is_some() => steer::attach_sticky(first.as_fd(), table),
+      _ => steer::attach(first.as_fd(), &attach),
+    };
+    self.attached = attach;
   }
 }
 

@@ -13,8 +13,9 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::libc::{
-  self, sock_filter, sock_fprog, BPF_ABS, BPF_ALU, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_MOD,
-  BPF_RET, BPF_W, SKF_AD_OFF, SKF_AD_RANDOM,
+  self, sock_filter, sock_fprog, BPF_ABS, BPF_ALU, BPF_B, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K,
+  BPF_LD, BPF_MISC, BPF_MOD, BPF_MUL, BPF_RET, BPF_RSH, BPF_TAX, BPF_W, BPF_X, BPF_XOR, SKF_AD_OFF,
+  SKF_AD_RANDOM, SKF_NET_OFF,
 };
 
 /// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic/socket.h; the libc crate has it
@@ -67,10 +68,78 @@ pub fn program(weights: &[u32]) -> Vec<sock_filter> {
   prog
 }
 
+/// Buckets of the client-address hash for sticky placement: each bucket is
+/// one socket's, so a client address always reaches the same socket.
+pub const BUCKETS: usize = 64;
+
+/// The bucket (0..BUCKETS) of a client address: its IPv4 address, or the
+/// four 32-bit words of its IPv6 address xor-folded, times 2^32/phi, top 6
+/// bits. The BPF program computes the same on the SYN.
+pub fn bucket(addr: std::net::IpAddr) -> usize {
+  let word = match addr {
+    std::net::IpAddr::V4(a) => u32::from(a),
+    std::net::IpAddr::V6(a) => {
+      let o = a.octets();
+      let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+      w(0) ^ w(4) ^ w(8) ^ w(12)
+    }
+  };
+  (word.wrapping_mul(HASH_MUL) >> 26) as usize
+}
+
+/// 2^32 / the golden ratio: Fibonacci hashing spreads nearby addresses.
+const HASH_MUL: u32 = 0x9E37_79B1;
+
+/// A program that returns socket `table[bucket(client address)]`, reading
+/// the source address from the SYN's IPv4 or IPv6 header.
+pub fn sticky_program(table: &[u32; BUCKETS]) -> Vec<sock_filter> {
+  let net = |off: i32| (SKF_NET_OFF + off) as u32;
+  let ld_w = |off| insn(BPF_LD | BPF_W | BPF_ABS, 0, 0, net(off));
+  let xor_x = insn(BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0);
+  let tax = insn(BPF_MISC | BPF_TAX, 0, 0, 0);
+  let mut prog = vec![
+    // A = IP version (the first nibble of the network header)
+    insn(BPF_LD | BPF_B | BPF_ABS, 0, 0, net(0)),
+    insn(BPF_ALU | BPF_RSH | BPF_K, 0, 0, 4),
+    // IPv6: skip the IPv4 load and its jump
+    insn(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 6),
+    ld_w(12),
+    // to the mixing, past the 10 IPv6 instructions
+    insn(BPF_JMP | BPF_JA, 0, 0, 10),
+    ld_w(8),
+    tax,
+    ld_w(12),
+    xor_x,
+    tax,
+    ld_w(16),
+    xor_x,
+  ];
+  // ...the last IPv6 word, then the mixing both paths share.
+  prog.push(tax);
+  prog.push(ld_w(20));
+  prog.push(xor_x);
+  prog.push(insn(BPF_ALU | BPF_MUL | BPF_K, 0, 0, HASH_MUL));
+  prog.push(insn(BPF_ALU | BPF_RSH | BPF_K, 0, 0, 26));
+  for (b, &index) in table.iter().enumerate().take(BUCKETS - 1) {
+    prog.push(insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, b as u32));
+    prog.push(insn(BPF_RET | BPF_K, 0, 0, index));
+  }
+  prog.push(insn(BPF_RET | BPF_K, 0, 0, table[BUCKETS - 1]));
+  prog
+}
+
 /// Attaches `weights`' program to the SO_REUSEPORT group `fd` belongs to,
 /// replacing the one before.
 pub fn attach(fd: BorrowedFd<'_>, weights: &[u32]) -> io::Result<()> {
-  let mut prog = program(weights);
+  attach_program(fd, program(weights))
+}
+
+/// Attaches the sticky program for `table` (see [`sticky_program`]).
+pub fn attach_sticky(fd: BorrowedFd<'_>, table: &[u32; BUCKETS]) -> io::Result<()> {
+  attach_program(fd, sticky_program(table))
+}
+
+fn attach_program(fd: BorrowedFd<'_>, mut prog: Vec<sock_filter>) -> io::Result<()> {
   let fprog = sock_fprog {
     len: prog.len() as u16,
     filter: prog.as_mut_ptr(),
@@ -147,6 +216,80 @@ mod tests {
     // A new program replaces the old one, attached through any member.
     attach(socks[2].as_fd(), &[1, 0, 0]).unwrap();
     assert_eq!(spread(port, &socks, 20), vec![20, 0, 0]);
+  }
+
+  /// Connects from `from` (a loopback address) `n` times; the socket each got.
+  fn spread_from(port: u16, socks: &[TcpListener], from: std::net::IpAddr, n: usize) -> Vec<usize> {
+    use std::net::SocketAddr;
+    let mut got = Vec::new();
+    for _ in 0..n {
+      let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+      )
+      .unwrap();
+      let local = nix::sys::socket::SockaddrIn::from(match SocketAddr::new(from, 0) {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => unreachable!(),
+      });
+      nix::sys::socket::bind(sock.as_raw_fd(), &local).unwrap();
+      let client = TcpStream::from(sock);
+      let remote = nix::sys::socket::SockaddrIn::new(127, 0, 0, 1, port);
+      nix::sys::socket::connect(client.as_raw_fd(), &remote).unwrap();
+      let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+      'wait: while std::time::Instant::now() < deadline {
+        for (i, s) in socks.iter().enumerate() {
+          while let Ok((_, peer)) = s.accept() {
+            if peer.ip() == from {
+              got.push(i);
+              break 'wait;
+            }
+          }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+      }
+    }
+    got
+  }
+
+  #[test]
+  fn sticky_program_sends_each_client_address_to_its_buckets_socket() {
+    let (port, socks) = group();
+    for s in &socks {
+      s.set_nonblocking(true).unwrap();
+    }
+    let mut table = [0u32; BUCKETS];
+    for (b, t) in table.iter_mut().enumerate() {
+      *t = (b * 3 / BUCKETS) as u32;
+    }
+    attach_sticky(socks[0].as_fd(), &table).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for last in 2..14u8 {
+      let from = std::net::IpAddr::from([127, 0, 0, last]);
+      let want = table[bucket(from)] as usize;
+      assert_eq!(
+        spread_from(port, &socks, from, 3),
+        vec![want; 3],
+        "client {from}"
+      );
+      seen.insert(want);
+    }
+    assert_eq!(seen.len(), 3, "addresses spread over every socket");
+  }
+
+  #[test]
+  fn bucket_hashes_ipv4_and_ipv6_alike_in_range() {
+    let v4: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+    assert!(bucket(v4) < BUCKETS);
+    let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+    assert!(bucket(v6) < BUCKETS);
+    // Neighbouring addresses land in different buckets (Fibonacci hashing).
+    let b: std::collections::HashSet<_> = (1..=16u8)
+      .map(|i| bucket(std::net::IpAddr::from([127, 0, 0, i])))
+      .collect();
+    assert!(b.len() >= 12, "{b:?}");
   }
 
   #[test]
