@@ -21,17 +21,19 @@ if (cluster.isPrimary) {
   workerIpc();
 } else {
   let count = 0;
+  let conns = 0;
   http.createServer((req, res) => {
     count++;
     res.end('Hello World\n');
-  }).listen(Number(process.env.PORT || 0), '127.0.0.1');
+  }).on('connection', () => { conns++; }).listen(Number(process.env.PORT || 0), process.env.HOST || '127.0.0.1');
   process.on('message', (m) => {
-    if (m === 'count?') process.send({ count });
+    if (m === 'count?') process.send({ count, conns });
   });
 }
 
 function primaryHttp() {
   const n = Number(process.env.WORKERS || 2);
+  if (process.env.STICKY === '1') cluster.setupPrimary({ sticky: 'ip' });
   let listening = 0;
   cluster.on('listening', (w, address) => {
     if (++listening === n) report({ ready: address.port });
@@ -39,12 +41,14 @@ function primaryHttp() {
   for (let i = 0; i < n; i++) cluster.fork();
   process.on('SIGTERM', () => {
     const counts = [];
+    const conns = [];
     const workers = Object.values(cluster.workers);
     for (const w of workers) {
       w.once('message', (m) => {
         counts.push(m.count);
+        conns.push(m.conns);
         if (counts.length === workers.length) {
-          report({ counts, rss: process.memoryUsage().rss });
+          report({ counts, conns, rss: process.memoryUsage().rss });
           cluster.disconnect();
         }
       });

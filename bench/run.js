@@ -87,6 +87,51 @@ async function httpRun(m, policy, { workers = 2, close, threads, connections }) 
   return { rps, counts, rss };
 }
 
+// A burst of `n` keep-alive connections at once (as wrk -c64 opens them);
+// resolves with how many each worker got.
+async function burstRun(m, policy, workers, n = 64) {
+  const http = require('node:http');
+  const lines = await runApp(m, { SCENARIO: 'http', NODE_CLUSTER_SCHED_POLICY: policy, WORKERS: String(workers) },
+    async ({ ready }) => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: n });
+      await Promise.all(Array.from({ length: n }, () => new Promise((resolve) => {
+        http.get({ host: '127.0.0.1', port: ready, agent }, (res) => { res.resume(); res.on('end', resolve); })
+          .on('error', resolve);
+      })));
+      agent.destroy();
+      return { burst: n };
+    });
+  process.stderr.write('.');
+  return (lines.find((l) => l.conns) || {}).conns;
+}
+
+// New connection per request from `addresses` client addresses
+// (127.0.0.2, ...), `DURATION` seconds, from this process: the load wrk
+// cannot make (it has one source address, which sticky would pin to one worker).
+async function manyClientsRun(m, sticky, addresses = 40) {
+  const http = require('node:http');
+  const lines = await runApp(m, { SCENARIO: 'http', WORKERS: '2', HOST: '0.0.0.0', STICKY: sticky ? '1' : '0' },
+    async ({ ready }) => {
+      const until = Date.now() + DURATION * 1000;
+      let done = 0;
+      const client = async (i) => {
+        const localAddress = `127.0.0.${i + 2}`;
+        while (Date.now() < until) {
+          await new Promise((resolve) => {
+            http.get({ host: '127.0.0.1', port: ready, localAddress, agent: false, headers: { connection: 'close' } }, (res) => {
+              res.resume();
+              res.on('end', () => { done++; resolve(); });
+            }).on('error', resolve);
+          });
+        }
+      };
+      await Promise.all(Array.from({ length: addresses }, (_, i) => client(i)));
+      return { rps: done / DURATION };
+    });
+  process.stderr.write('.');
+  return lines.find((l) => l.rps).rps;
+}
+
 async function main() {
   const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
   if (!haveWrk) console.error('wrk not found: HTTP workloads skipped (apt-get install wrk)');
@@ -120,6 +165,19 @@ async function main() {
         if (counts) add(`fairness max/min, light load, ${POLICY_NAMES[policy]}`, m, spread(counts));
       }
     }
+    // Long-lived connections: how evenly a burst of 64 spreads.
+    for (const workers of [2, 8]) {
+      for (const policy of POLICIES) {
+        for (const m of modulesFor(policy, mods)) {
+          const conns = await burstRun(m, policy, workers);
+          if (conns) add(`connections max/min after a burst of 64 keep-alive, ${workers} workers, ${POLICY_NAMES[policy]}`, m, spread(conns));
+        }
+      }
+    }
+    // sticky: 'ip' against rcluster's default placement, 40 client addresses.
+    for (const sticky of round % 2 ? [true, false] : [false, true]) {
+      add('40 client addresses, new connection per request req/s, SCHED_REUSEPORT', sticky ? 'rcluster sticky' : 'rcluster', await manyClientsRun('rcluster', sticky));
+    }
     for (const m of mods) {
       const ipc = (await runApp(m, { SCENARIO: 'ipc' })).find((l) => l.rttUs);
       add('IPC ping-pong round trip µs', m, ipc.rttUs);
@@ -146,8 +204,11 @@ async function main() {
     const [n, r] = [median(theirs), median(ours)];
     console.log(`| ${name} | ${fmt(n)} | ${fmt(r)} | ${(r / n).toFixed(2)}x |`);
   };
+  const stickyRows = [];
   for (const [metric, byModule] of Object.entries(results)) {
-    if (byModule['node:cluster']) {
+    if (byModule['rcluster sticky']) {
+      stickyRows.push([metric, byModule.rcluster, byModule['rcluster sticky']]);
+    } else if (byModule['node:cluster']) {
       row(metric, byModule['node:cluster'], byModule.rcluster);
     } else if (metric.includes('SCHED_REUSEPORT')) {
       // node:cluster has no SO_REUSEPORT: against its SCHED_NONE, and against
@@ -158,6 +219,15 @@ async function main() {
       }
     } else {
       row(metric, results[metric.replace(', rcluster restart: true', '')]['node:cluster'], byModule.rcluster);
+    }
+  }
+  if (stickyRows.length) {
+    console.log("\nsticky: 'ip' against rcluster's default placement (2 workers; the load from this process, 40 source addresses)\n");
+    console.log("| workload | rcluster default | rcluster sticky: 'ip' | ratio sticky/default |");
+    console.log('| --- | ---: | ---: | ---: |');
+    for (const [metric, base, sticky] of stickyRows) {
+      const [b, st] = [median(base), median(sticky)];
+      console.log(`| ${metric} | ${fmt(b)} | ${fmt(st)} | ${(st / b).toFixed(2)}x |`);
     }
   }
 }
