@@ -292,14 +292,20 @@ mod tests {
     assert_eq!(rr.next_assignment(), Some((1, "refused")));
   }
 
-  #[test]
-  fn sticky_sends_a_bucket_to_its_slots_worker_and_keeps_it_across_a_restart() {
+  /// A sticky dispatcher with workers 1 and 2 (in slots 0 and 1), and a
+  /// bucket of each one's slot.
+  fn sticky_pair<C>() -> (RoundRobin<C>, usize, usize) {
     let mut rr = RoundRobin::sticky();
     rr.add(1);
     rr.add(2);
     let (buckets, _) = rr.sticky.clone().unwrap();
-    let of = |w: u32| (0..BUCKETS).find(|&b| buckets.home(b) == w - 1).unwrap();
-    let (b1, b2) = (of(1), of(2));
+    let of = |slot: u32| (0..BUCKETS).find(|&b| buckets.home(b) == slot).unwrap();
+    (rr, of(0), of(1))
+  }
+
+  #[test]
+  fn sticky_sends_a_bucket_to_its_slots_worker_and_keeps_it_across_a_restart() {
+    let (mut rr, b1, b2) = sticky_pair();
     for n in 0..6 {
       rr.push_placed(n, if n % 2 == 0 { b1 } else { b2 });
     }
@@ -324,15 +330,11 @@ mod tests {
 
   #[test]
   fn sticky_lets_others_pass_a_client_whose_worker_is_full() {
-    let mut rr = RoundRobin::sticky();
-    rr.add(1);
-    rr.add(2);
-    let (buckets, _) = rr.sticky.clone().unwrap();
-    let of = |w: u32| (0..BUCKETS).find(|&b| buckets.home(b) == w - 1).unwrap();
+    let (mut rr, b1, b2) = sticky_pair();
     for n in 0..WINDOW + 1 {
-      rr.push_placed(n, of(1));
+      rr.push_placed(n, b1);
     }
-    rr.push_placed(100, of(2));
+    rr.push_placed(100, b2);
     let mut got = Vec::new();
     while let Some((w, c)) = rr.next_assignment() {
       got.push((w, c));
