@@ -2,8 +2,8 @@
 // node -r rcluster/register app.js
 //
 // Makes every require('cluster') and require('node:cluster') in the app and
-// in the libraries it loads return rcluster, and (module.register, Node >=
-// 20.6) every `import ... from 'node:cluster'` in ES modules, so a library
+// in the libraries it loads return rcluster, and (module.registerHooks, or
+// module.register on Node 20) every `import ... from 'node:cluster'` in ES modules, so a library
 // that drives cluster in the primary (throng, sticky-session,
 // @socket.io/sticky, ...) runs on rcluster unchanged. Workers inherit the
 // flag through execArgv; there rcluster is Node's own worker-side cluster anyway.
@@ -25,8 +25,21 @@ Module._load = function loadCluster(request, parent, isMain) {
   return load.call(this, request, parent, isMain);
 };
 
-if (typeof Module.register === 'function') {
+const INDEX_URL = pathToFileURL(INDEX).href;
+const OWN_URL = pathToFileURL(OWN).href;
+if (typeof Module.registerHooks === 'function') {
+  // Node >= 22.15: in-thread hooks (Node 26 deprecates module.register, DEP0205).
+  Module.registerHooks({
+    resolve(specifier, context, nextResolve) {
+      if ((specifier === 'cluster' || specifier === 'node:cluster') &&
+          context.parentURL !== INDEX_URL && !(context.parentURL || '').startsWith(OWN_URL)) {
+        return { url: INDEX_URL, shortCircuit: true };
+      }
+      return nextResolve(specifier, context);
+    },
+  });
+} else if (typeof Module.register === 'function') {
   Module.register(pathToFileURL(path.join(__dirname, 'lib', 'register-hooks.mjs')), {
-    data: { index: pathToFileURL(INDEX).href, own: pathToFileURL(OWN).href },
+    data: { index: INDEX_URL, own: OWN_URL },
   });
 }

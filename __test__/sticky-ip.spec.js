@@ -26,7 +26,9 @@ function getFrom(port, localAddress) {
 async function placements(port, rounds = 4) {
   const seen = new Map(ADDRESSES.map((a) => [a, new Set()]));
   for (let r = 0; r < rounds; r++) {
-    await Promise.all(ADDRESSES.map(async (a) => seen.get(a).add(await getFrom(port, a))));
+    // A different order each round: round-robin's rotation must not look sticky.
+    const order = [...ADDRESSES.slice(r), ...ADDRESSES.slice(0, r)];
+    await Promise.all(order.map(async (a) => seen.get(a).add(await getFrom(port, a))));
   }
   return seen;
 }
