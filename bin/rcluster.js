@@ -96,19 +96,23 @@ function bad(where, value, expected) {
   return new UsageError(`${where}: expected ${expected}, got ${JSON.stringify(value)}`);
 }
 
+// A whole number from a flag, the environment (strings) or a config file (numbers); NaN otherwise.
+const whole = (v) => (typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN);
+
 function instances(v, where) {
   if (v === 'max') return 'max';
-  const n = typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN;
+  const n = whole(v);
   if (!Number.isInteger(n) || n < 1) throw bad(where, v, 'a positive integer or "max"');
   return n;
 }
 
 function count(v, where) {
-  const n = typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN;
+  const n = whole(v);
   if (!Number.isInteger(n) || n < 0) throw bad(where, v, 'a whole number');
   return n;
 }
 
+// Milliseconds: a whole number.
 function ms(v, where) {
   return count(v, where);
 }

@@ -223,9 +223,8 @@ function inspectPortFor(settings) {
 function createWorkerProcess(id, env) {
   const settings = cluster.settings;
   const baseEnv = { ...process.env, ...env };
-  const extras = supervisor.spawnExtras(settings, baseEnv);
-  const workerEnv = { ...baseEnv, ...extras.env, NODE_UNIQUE_ID: `${id}` };
-  const execArgv = [...extras.execArgv, ...settings.execArgv];
+  const workerEnv = { ...baseEnv, ...supervisor.spawnEnv(baseEnv), NODE_UNIQUE_ID: `${id}` };
+  const execArgv = [...settings.execArgv];
   if (execArgv.some((a) => kInspectArg.test(a)) || kInspectArg.test(process.env.NODE_OPTIONS || '')) {
     execArgv.push(`--inspect-port=${inspectPortFor(settings)}`);
   }

@@ -19,15 +19,13 @@ function createHook(native) {
     heartbeat = resolveHeartbeat(settings.heartbeat);
   }
 
-  // What a new worker's process needs: the hook, the heartbeat interval.
+  // What a new worker's environment needs on top of `env`: the hook, the
+  // heartbeat interval.
   // Through NODE_OPTIONS rather than execArgv, so that the worker's
   // process.execArgv stays Node's.
-  function spawnExtras(settings, env) {
+  function spawnEnv(env) {
     const options = env.NODE_OPTIONS ? `${env.NODE_OPTIONS} ${HOOK_OPTION}` : HOOK_OPTION;
-    return {
-      execArgv: [],
-      env: heartbeat ? { NODE_OPTIONS: options, RCLUSTER_HEARTBEAT_MS: String(heartbeat.interval) } : { NODE_OPTIONS: options },
-    };
+    return heartbeat ? { NODE_OPTIONS: options, RCLUSTER_HEARTBEAT_MS: String(heartbeat.interval) } : { NODE_OPTIONS: options };
   }
 
   // The engine runs (a worker was forked): turn its watchdog on once.
@@ -46,7 +44,7 @@ function createHook(native) {
     }
   }
 
-  return { configure, spawnExtras, engineStarted, onMessage };
+  return { configure, spawnEnv, engineStarted, onMessage };
 }
 
 module.exports = { createHook };

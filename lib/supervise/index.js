@@ -30,7 +30,7 @@ function install(cluster, native, live, forkReplacing, started) {
       hook.configure(settings);
       shutdown.configure(settings);
     },
-    spawnExtras: hook.spawnExtras,
+    spawnEnv: hook.spawnEnv,
     onFork(worker, env) {
       restart.onFork(worker, env);
       hook.engineStarted();

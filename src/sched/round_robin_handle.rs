@@ -152,14 +152,9 @@ async fn accept_loop<D: Dispatcher>(
 fn peer_bucket(conn: &OwnedFd) -> Option<usize> {
   use nix::sys::socket::{getpeername, SockaddrStorage};
   let peer: SockaddrStorage = getpeername(conn.as_raw_fd()).ok()?;
-  let ip = if let Some(v4) = peer.as_sockaddr_in() {
-    std::net::IpAddr::V4(v4.ip())
-  } else {
-    let v6 = peer.as_sockaddr_in6()?.ip();
-    // A dual-stack socket sees an IPv4 client as ::ffff:a.b.c.d: hash it as
-    // the IPv4 address, as the SO_REUSEPORT program does.
-    v6.to_ipv4_mapped()
-      .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)
+  let ip = match peer.as_sockaddr_in() {
+    Some(v4) => std::net::IpAddr::V4(v4.ip()),
+    None => std::net::IpAddr::V6(peer.as_sockaddr_in6()?.ip()),
   };
   Some(bucket(ip))
 }

@@ -175,19 +175,13 @@ impl Stealer {
   /// stuck and takes as many of their connections as the others have room
   /// for. Returns whether it took any, and whether quick looks are wanted.
   fn look(&mut self, pool: &ReusePortPool) -> (bool, bool) {
-    let queued: Vec<u32> = pool
-      .slots()
-      .map(|(fd, _)| accept_queue(fd.as_raw_fd()))
-      .collect();
-    let holders: Vec<&[u32]> = pool.slots().map(|(_, h)| h).collect();
+    let (fds, holders): (Vec<&Arc<OwnedFd>>, Vec<&[u32]>) = pool.slots().unzip();
+    let queued: Vec<u32> = fds.iter().map(|fd| accept_queue(fd.as_raw_fd())).collect();
     let j = self.judge(&queued, &holders);
-    for holders in &holders {
-      for &w in holders.iter() {
-        self.rr.set_paused(w, j.paused.contains(&w));
-      }
+    for &w in holders.iter().copied().flatten() {
+      self.rr.set_paused(w, j.paused.contains(&w));
     }
     self.steer(pool);
-    let fds: Vec<&Arc<OwnedFd>> = pool.slots().map(|(fd, _)| fd).collect();
     let mut took = false;
     for (i, queued) in j.stuck {
       for _ in 0..queued {
@@ -273,27 +267,27 @@ impl Stealer {
   pub fn steer(&mut self, pool: &ReusePortPool) {
     let holders: Vec<&[u32]> = pool.slots().map(|(_, h)| h).collect();
     let weights = self.weights(&holders);
-    let attach: Vec<u32> = match &mut self.sticky {
-      Some(buckets) => {
-        buckets.grow(weights.len());
-        let healthy: Vec<bool> = weights.iter().map(|&w| w == HEALTHY).collect();
-        buckets.table(&healthy).to_vec()
-      }
-      None => weights,
-    };
-    if attach == self.attached {
-      return;
-    }
     let Some((first, _)) = pool.slots().next() else {
       return;
     };
     // Where the kernel refuses (no SO_ATTACH_REUSEPORT_CBPF), its hash picks
     // and stealing alone moves connections off stuck sockets.
-    let _ = match attach.as_slice().try_into() {
-      Ok(table) if self.sticky.is_some() => steer::attach_sticky(first.as_fd(), table),
-      _ => steer::attach(first.as_fd(), &attach),
-    };
-    self.attached = attach;
+    match &mut self.sticky {
+      Some(buckets) => {
+        buckets.grow(weights.len());
+        let healthy: Vec<bool> = weights.iter().map(|&w| w == HEALTHY).collect();
+        let table = buckets.table(&healthy);
+        if self.attached != table {
+          let _ = steer::attach_sticky(first.as_fd(), &table);
+          self.attached = table.to_vec();
+        }
+      }
+      None if self.attached != weights => {
+        let _ = steer::attach(first.as_fd(), &weights);
+        self.attached = weights;
+      }
+      None => {}
+    }
   }
 }
 

@@ -74,9 +74,11 @@ pub const BUCKETS: usize = 64;
 
 /// The bucket (0..BUCKETS) of a client address: its IPv4 address, or the
 /// four 32-bit words of its IPv6 address xor-folded, times 2^32/phi, top 6
-/// bits. The BPF program computes the same on the SYN.
+/// bits. The BPF program computes the same on the SYN. An IPv4-mapped
+/// address (`::ffff:a.b.c.d`, how a dual-stack socket reports an IPv4
+/// client) is its IPv4 address: the SYN the program sees is IPv4.
 pub fn bucket(addr: std::net::IpAddr) -> usize {
-  let word = match addr {
+  let word = match addr.to_canonical() {
     std::net::IpAddr::V4(a) => u32::from(a),
     std::net::IpAddr::V6(a) => {
       let o = a.octets();
@@ -285,6 +287,8 @@ mod tests {
     assert!(bucket(v4) < BUCKETS);
     let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
     assert!(bucket(v6) < BUCKETS);
+    let mapped: std::net::IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+    assert_eq!(bucket(mapped), bucket(v4));
     // Neighbouring addresses land in different buckets (Fibonacci hashing).
     let b: std::collections::HashSet<_> = (1..=16u8)
       .map(|i| bucket(std::net::IpAddr::from([127, 0, 0, i])))
