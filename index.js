@@ -5,14 +5,15 @@
 // Node process speaking Node's protocol to our primary, so every listen() in
 // it works unchanged. (Node deletes NODE_UNIQUE_ID from a worker's env at
 // startup, so we ask Node which side we are on.) In the primary it is
-// lib/primary.js over the Rust engine. In a worker, lib/worker.js adds
+// lib/primary.js over the Rust engine, or lib/portable.js over node:cluster
+// where no native engine runs (lib/engine.js chooses). In a worker, lib/worker.js adds
 // rcluster's small worker API (cluster.worker.ready()).
 
 const nodeCluster = require('node:cluster');
 
 if (nodeCluster.isWorker) require('./lib/worker');
 
-module.exports = nodeCluster.isWorker ? nodeCluster : require('./lib/primary');
+module.exports = nodeCluster.isWorker ? nodeCluster : require('./lib/engine').primary();
 
 // Never runs: it names the exports for Node's ESM loader (cjs-module-lexer),
 // so that `import { isPrimary, fork } from 'rcluster'` works as it does for
@@ -22,6 +23,6 @@ module.exports = nodeCluster.isWorker ? nodeCluster : require('./lib/primary');
   isPrimary, isMaster, isWorker, Worker, workers, worker, settings,
   SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, schedulingPolicy,
   setupPrimary, setupMaster, fork, disconnect,
-  shutdown, reload, metrics, metricsText, health, availableParallelism,
+  shutdown, reload, metrics, metricsText, health, availableParallelism, engine,
   on, once, off, emit, addListener, removeListener, removeAllListeners, listeners, listenerCount,
 });

@@ -5,7 +5,9 @@
 // EMFILE handling in libuv).
 const fs = require('node:fs');
 const http = require('node:http');
-const { startFixture } = require('./helpers');
+const { startFixture, nativeOnly } = require('./helpers');
+
+if (nativeOnly("the accept back-off is in the native engine's round-robin accept loop")) return;
 
 const cpuSeconds = (pid) => {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');

@@ -3,6 +3,7 @@
 // for constants; Worker has the same methods.
 const nodeCluster = require('node:cluster');
 const rcluster = require('..');
+const { PORTABLE } = require('./helpers');
 
 test('same keys and types as node:cluster in the primary', () => {
   for (const key of Object.keys(nodeCluster)) {
@@ -11,9 +12,11 @@ test('same keys and types as node:cluster in the primary', () => {
   for (const key of ['isPrimary', 'isMaster', 'isWorker', 'SCHED_NONE', 'SCHED_RR']) {
     expect([key, rcluster[key]]).toEqual([key, nodeCluster[key]]);
   }
-  // rcluster's one chosen difference: the default policy (README, "Scheduling").
+  // rcluster's one chosen difference: the default policy (README, "Scheduling"),
+  // on the native engine; the portable engine keeps Node's.
   expect(nodeCluster.schedulingPolicy).toBe(nodeCluster.SCHED_RR);
-  expect(rcluster.schedulingPolicy).toBe(rcluster.SCHED_REUSEPORT);
+  expect(rcluster.schedulingPolicy).toBe(PORTABLE ? rcluster.SCHED_RR : rcluster.SCHED_REUSEPORT);
+  expect(rcluster.engine).toBe(PORTABLE ? 'node' : 'native');
   expect(rcluster.setupMaster).toBe(rcluster.setupPrimary);
   expect(rcluster.workers).toEqual({});
   expect(rcluster.settings).toEqual({});

@@ -157,3 +157,21 @@ function get(port, { host = '127.0.0.1', path: p = '/', timeout = 5000 } = {}) {
 
 module.exports.startFixture = startFixture;
 module.exports.get = get;
+
+/** Whether this run is `npm run test:portable` (rcluster on its portable engine). */
+const PORTABLE = process.env.RCLUSTER_ENGINE === 'node';
+
+/**
+ * A spec about the native engine's internals calls this first and stops when
+ * it returns true (`if (nativeOnly('why')) return;`): under the portable
+ * engine it registers one skipped test that says why.
+ */
+function nativeOnly(reason) {
+  if (!PORTABLE) return false;
+  process.stderr.write(`[test:portable] ${path.basename(expect.getState().testPath || '')}: skipped, native engine only: ${reason}\n`);
+  test.skip(`native engine only, skipped under RCLUSTER_ENGINE=node: ${reason}`, () => {});
+  return true;
+}
+
+module.exports.PORTABLE = PORTABLE;
+module.exports.nativeOnly = nativeOnly;

@@ -1,6 +1,8 @@
 'use strict';
 // PR_SET_PDEATHSIG: a SIGKILLed primary takes even hung workers with it.
-const { startFixture, alive, waitFor } = require('./helpers');
+const { startFixture, alive, waitFor, nativeOnly } = require('./helpers');
+
+if (nativeOnly("PR_SET_PDEATHSIG is set by the native engine's spawn")) return;
 
 test('no worker outlives a SIGKILLed primary', async () => {
   const app = startFixture('orphan.js');

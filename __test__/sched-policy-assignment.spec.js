@@ -1,7 +1,9 @@
 'use strict';
 // Assigning cluster.schedulingPolicy before the first fork() selects the
 // policy (SCHED_REUSEPORT included); later assignments do not change it.
-const { runFixture } = require('./helpers');
+const { runFixture, nativeOnly } = require('./helpers');
+
+if (nativeOnly("SCHED_REUSEPORT, the native default, is the native engine's")) return;
 
 test.each([[1, 'SCHED_NONE'], [2, 'SCHED_RR'], [3, 'SCHED_REUSEPORT']])('policy %i (%s) by assignment', async (policy) => {
   const res = await runFixture('policy-assign.js', { env: { POLICY: String(policy) } });

@@ -2,7 +2,9 @@
 // cluster.SCHED_REUSEPORT: one SO_REUSEPORT socket per worker, kept by the
 // primary, so a replacement worker inherits the socket and its queue.
 const net = require('node:net');
-const { startFixture, get, alive, waitFor } = require('./helpers');
+const { startFixture, get, alive, waitFor, nativeOnly } = require('./helpers');
+
+if (nativeOnly("SCHED_REUSEPORT is the native engine's policy")) return;
 
 test('every worker serves on one port chosen by port 0', async () => {
   const app = startFixture('http-server.js', { env: { NODE_CLUSTER_SCHED_POLICY: 'reuseport', WORKERS: '2' } });

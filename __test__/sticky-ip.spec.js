@@ -6,7 +6,9 @@
 // over its predecessor's clients, and socket.io with its default transports
 // works without @socket.io/sticky. Without sticky the same checks fail.
 const http = require('node:http');
-const { startFixture, runFixture } = require('./helpers');
+const { startFixture, runFixture, nativeOnly } = require('./helpers');
+
+if (nativeOnly("sticky: 'ip' is placed by the native engine (BPF steering, the SCHED_RR dispatcher)")) return;
 
 const ADDRESSES = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 2}`);
 

@@ -2,7 +2,9 @@
 // A connection handed to a worker that dies before accepting it goes to
 // another worker: SIGKILL a hung worker holding connections and no client
 // sees a reset. Also: cluster.metrics() counts them.
-const { startFixture, get } = require('./helpers');
+const { startFixture, get, nativeOnly } = require('./helpers');
+
+if (nativeOnly("connection hand-off counts and the stealer are the native engine's")) return;
 
 // Under SCHED_RR the connections wait in the hung worker's window (in
 // flight, never acked); under SCHED_REUSEPORT in its socket's queue, from

@@ -5,7 +5,7 @@
 // lib/internal/cluster/primary.js and worker.js).
 
 const EventEmitter = require('node:events');
-const native = require('./native');
+const native = require('./native').load();
 const errors = require('./errors');
 const { WorkerProcess, wrapHandle } = require('./process');
 const supervise = require('./supervise');
@@ -49,6 +49,8 @@ else schedulingPolicy = haveReusePort() ? SCHED_REUSEPORT : SCHED_RR;
 cluster.isWorker = false;
 cluster.isMaster = true; // Deprecated alias. Must be the same as isPrimary.
 cluster.isPrimary = true;
+/** Which engine runs the primary: 'native' (the Rust engine) or 'node' (the portable one). */
+cluster.engine = 'native';
 cluster.workers = {};
 cluster.settings = {};
 cluster.SCHED_NONE = SCHED_NONE;
@@ -373,7 +375,13 @@ cluster.disconnect = function disconnect(cb) {
 
 // ---------------------------------------------------------------- supervision
 
-const supervisor = supervise.install(cluster, native, live, forkWorker, () => started);
+const supervisor = supervise.install(cluster, {
+  live,
+  forkReplacing: forkWorker,
+  watchdog: (timeout, grace) => native.watchdog(timeout, grace),
+  // Nothing to ask the engine before the first fork starts it.
+  stats: () => new Map(started ? native.workerStats().map((s) => [s.id, s]) : []),
+});
 
 // ---------------------------------------------------------------- engine events
 

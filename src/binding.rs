@@ -284,29 +284,6 @@ pub fn worker_stats() -> Result<Vec<WorkerStats>> {
   )
 }
 
-/// Restart options as `setupPrimary({ restart })` gave them (validated in
-/// JS); what is left out takes the policy's defaults (supervise::restart).
-#[napi(object)]
-pub struct RestartOptions {
-  pub max_restarts: Option<u32>,
-  pub window: Option<f64>,
-  pub min_uptime: Option<f64>,
-  pub backoff_initial: Option<f64>,
-  pub backoff_max: Option<f64>,
-  pub backoff_factor: Option<f64>,
-}
-
-/// The restart policy in force, defaults filled in.
-#[napi(object)]
-pub struct RestartPolicy {
-  pub max_restarts: u32,
-  pub window: f64,
-  pub min_uptime: f64,
-  pub backoff_initial: f64,
-  pub backoff_max: f64,
-  pub backoff_factor: f64,
-}
-
 /// `cluster.SCHED_NONE`: the kernel picks the worker.
 #[napi]
 pub const SCHED_NONE: u32 = crate::sched::SCHED_NONE;
@@ -316,77 +293,6 @@ pub const SCHED_RR: u32 = crate::sched::SCHED_RR;
 /// `cluster.SCHED_REUSEPORT`: one SO_REUSEPORT socket per worker.
 #[napi]
 pub const SCHED_REUSEPORT: u32 = crate::sched::SCHED_REUSEPORT;
-
-/// What to do about one crashed worker.
-#[napi(object)]
-pub struct RestartDecision {
-  /// false: the crash-loop limit was reached.
-  pub restart: bool,
-  pub delay: f64,
-  /// Quick deaths in this worker's line, for its replacement.
-  pub streak: u32,
-}
-
-/// The cluster's restart bookkeeping (crash-loop window, backoff).
-#[napi]
-pub struct RestartTracker {
-  policy: crate::supervise::restart::Policy,
-  tracker: crate::supervise::restart::Tracker,
-}
-
-#[napi]
-impl RestartTracker {
-  #[napi(constructor)]
-  pub fn new(options: RestartOptions) -> Self {
-    let d = crate::supervise::restart::Policy::default();
-    RestartTracker {
-      policy: crate::supervise::restart::Policy {
-        max_restarts: options.max_restarts.unwrap_or(d.max_restarts),
-        window_ms: options.window.unwrap_or(d.window_ms),
-        min_uptime_ms: options.min_uptime.unwrap_or(d.min_uptime_ms),
-        backoff_initial_ms: options.backoff_initial.unwrap_or(d.backoff_initial_ms),
-        backoff_max_ms: options.backoff_max.unwrap_or(d.backoff_max_ms),
-        backoff_factor: options.backoff_factor.unwrap_or(d.backoff_factor),
-      },
-      tracker: Default::default(),
-    }
-  }
-
-  /// The policy in force (the defaults filled in).
-  #[napi(getter)]
-  pub fn policy(&self) -> RestartPolicy {
-    let p = &self.policy;
-    RestartPolicy {
-      max_restarts: p.max_restarts,
-      window: p.window_ms,
-      min_uptime: p.min_uptime_ms,
-      backoff_initial: p.backoff_initial_ms,
-      backoff_max: p.backoff_max_ms,
-      backoff_factor: p.backoff_factor,
-    }
-  }
-
-  /// A worker crashed at `nowMs` after `uptimeMs`; `streak` is its line's quick deaths.
-  #[napi]
-  pub fn on_crash(&mut self, now_ms: f64, uptime_ms: f64, streak: u32) -> RestartDecision {
-    use crate::supervise::restart::Decision;
-    match self
-      .tracker
-      .on_crash(&self.policy, now_ms, uptime_ms, streak)
-    {
-      Decision::Restart { delay_ms, streak } => RestartDecision {
-        restart: true,
-        delay: delay_ms,
-        streak,
-      },
-      Decision::Limit => RestartDecision {
-        restart: false,
-        delay: 0.0,
-        streak,
-      },
-    }
-  }
-}
 
 /// The next worker `heir` replaces `from` in a reload (SCHED_REUSEPORT sockets pass on).
 #[napi]

@@ -11,7 +11,7 @@ const WORKER_HOOK = path.join(__dirname, '..', 'worker.js');
 // NODE_OPTIONS quotes as a shell would: a path with spaces stays one word.
 const HOOK_OPTION = `--require "${WORKER_HOOK.replace(/["\\]/g, '\\$&')}"`;
 
-function createHook(native) {
+function createHook(engine) {
   let heartbeat = null;
   let watchdogOn = false;
 
@@ -28,23 +28,23 @@ function createHook(native) {
     return heartbeat ? { NODE_OPTIONS: options, RCLUSTER_HEARTBEAT_MS: String(heartbeat.interval) } : { NODE_OPTIONS: options };
   }
 
-  // The engine runs (a worker was forked): turn its watchdog on once.
-  function engineStarted() {
+  // A worker was forked (so the engine runs): turn its watchdog on once.
+  function onFork() {
     if (heartbeat && !watchdogOn) {
       watchdogOn = true;
-      native.watchdog(heartbeat.timeout, heartbeat.grace);
+      engine.watchdog(heartbeat.timeout, heartbeat.grace);
     }
   }
 
   function onMessage(worker, msg) {
     if (msg.act === 'heartbeat') {
-      worker[kHeartbeat] = { rss: msg.rss, eventLoopDelayMs: msg.eventLoopDelayMs };
+      worker[kHeartbeat] = { rss: msg.rss, eventLoopDelayMs: msg.eventLoopDelayMs, at: Date.now() };
     } else if (msg.act === 'ready') {
       worker.emit('ready');
     }
   }
 
-  return { configure, spawnEnv, engineStarted, onMessage };
+  return { configure, spawnEnv, onFork, onMessage };
 }
 
 module.exports = { createHook };

@@ -2,8 +2,8 @@
 // rcluster's supervision, all opt-in so the drop-in default stays Node's,
 // one concern a file: restart (crash-loop protection), hook (the worker
 // hook, heartbeats, readiness), shutdown (and health), reload, metrics.
-// The restart policy itself is the engine's (src/supervise/restart.rs);
-// the watchdog's deadlines too (src/supervise/watchdog.rs).
+// Written once for both engines: it sees workers through the cluster API
+// and reaches the engine only through the small `engine` object below.
 
 const { validateSupervision } = require('./validate');
 const { createRestart } = require('./restart');
@@ -14,16 +14,20 @@ const { installMetrics } = require('./metrics');
 
 /**
  * Installs supervision on the primary's cluster object and returns the hooks
- * lib/primary.js calls. `native` is the engine binding; `live` maps ids to
- * workers the engine still tracks; `forkReplacing(env, old)` forks `old`'s
- * successor in a reload; `started()` says whether the engine runs yet.
+ * the engine's primary calls (configure, spawnEnv, onFork, onExit,
+ * onMessage, onUnresponsive). `engine` is what supervision needs of it:
+ * - `live`: Map of id to every worker not yet gone (exited and disconnected);
+ * - `forkReplacing(env, old)`: forks `old`'s successor in a reload;
+ * - `watchdog(timeout, grace)`: starts the hung-worker watchdog, once;
+ * - `stats()`: Map of id to { dispatched, inFlight, heartbeatAgeMs } (or null
+ *   where the engine does not count them).
  */
-function install(cluster, native, live, forkReplacing, started) {
-  const restart = createRestart(cluster, native);
-  const hook = createHook(native);
-  const shutdown = installShutdown(cluster, live, restart);
-  installReload(cluster, forkReplacing);
-  installMetrics(cluster, native, started, restart);
+function install(cluster, engine) {
+  const restart = createRestart(cluster);
+  const hook = createHook(engine);
+  const shutdown = installShutdown(cluster, engine.live, restart);
+  installReload(cluster, engine.forkReplacing);
+  installMetrics(cluster, engine, restart);
   return {
     configure(settings) {
       restart.configure(settings);
@@ -33,7 +37,7 @@ function install(cluster, native, live, forkReplacing, started) {
     spawnEnv: hook.spawnEnv,
     onFork(worker, env) {
       restart.onFork(worker, env);
-      hook.engineStarted();
+      hook.onFork();
     },
     onExit(worker, code, signal) {
       restart.onExit(worker, code, signal, shutdown.stopping());

@@ -1,14 +1,15 @@
 'use strict';
 // cluster.metrics() and cluster.metricsText(): per-worker numbers from the
 // engine (connections handed out, heartbeat age) and from the heartbeats.
+// The portable engine does not count connections: those are null there.
 
 const { prometheusText } = require('../prometheus');
 const { kForkedAt, kRestarts, kHeartbeat } = require('./keys');
 
-/** `started()`: whether the engine runs yet (nothing to ask it before the first fork). */
-function installMetrics(cluster, native, started, restart) {
+/** `engine.stats()`: the engine's per-worker counters, a Map by id. */
+function installMetrics(cluster, engine, restart) {
   cluster.metrics = function metrics() {
-    const stats = new Map(started() ? native.workerStats().map((s) => [s.id, s]) : []);
+    const stats = engine.stats();
     const now = Date.now();
     const workers = Object.values(cluster.workers).map((w) => {
       const s = stats.get(w.id) || {};
@@ -19,8 +20,8 @@ function installMetrics(cluster, native, started, restart) {
         state: w.state,
         uptimeMs: now - w[kForkedAt],
         restarts: w[kRestarts],
-        connectionsDispatched: s.dispatched ?? 0,
-        connectionsInFlight: s.inFlight ?? 0,
+        connectionsDispatched: s.dispatched === undefined ? 0 : s.dispatched,
+        connectionsInFlight: s.inFlight === undefined ? 0 : s.inFlight,
         rssBytes: hb.rss ?? null,
         eventLoopDelayMs: hb.eventLoopDelayMs ?? null,
         heartbeatAgeMs: s.heartbeatAgeMs ?? null,

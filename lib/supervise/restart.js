@@ -1,13 +1,48 @@
 'use strict';
 // Auto-restart with crash-loop protection: a worker that crashes (not one
 // that left on purpose) is replaced after the backoff the policy says; past
-// the crash-loop limit 'restartLimit' is emitted instead. The policy and its
-// defaults are the engine's (src/supervise/restart.rs, native.RestartTracker).
+// the crash-loop limit 'restartLimit' is emitted instead. The policy, its
+// defaults and its state live here, for both engines.
+//
+// Quick deaths (uptime under minUptime) grow the delay exponentially along
+// one worker's line of replacements; a worker that lived long enough resets
+// it. More than maxRestarts restarts inside `window` (over the whole
+// cluster) is a crash loop: restarting stops.
 
 const { resolveRestart } = require('./validate');
 const { kEnv, kForkedAt, kStreak, kRestarts } = require('./keys');
 
-function createRestart(cluster, native) {
+const DEFAULT_POLICY = Object.freeze({
+  maxRestarts: 10,
+  window: 60000,
+  minUptime: 1000,
+  backoffInitial: 100,
+  backoffMax: 15000,
+  backoffFactor: 2,
+});
+
+/**
+ * The crash-loop bookkeeping of one cluster: `onCrash(now, uptime, streak)`
+ * says whether to restart a worker that crashed at `now` after `uptime` ms,
+ * whose line had `streak` quick deaths before it: `{ restart: true, delay,
+ * streak }` (the streak goes to the replacement) or `{ restart: false }`.
+ */
+function crashTracker(options) {
+  const policy = { ...DEFAULT_POLICY, ...options };
+  const recent = []; // restart times inside the window, oldest first
+  function onCrash(now, uptime, streak) {
+    while (recent.length > 0 && now - recent[0] >= policy.window) recent.shift();
+    if (recent.length >= policy.maxRestarts) return { restart: false };
+    recent.push(now);
+    if (uptime >= policy.minUptime) return { restart: true, delay: 0, streak: 0 };
+    const next = streak + 1;
+    const delay = policy.backoffInitial * policy.backoffFactor ** (next - 1);
+    return { restart: true, delay: Math.min(delay, policy.backoffMax), streak: next };
+  }
+  return { policy, onCrash };
+}
+
+function createRestart(cluster) {
   let given = null; // the options as setupPrimary() gave them (null: off)
   let tracker = null;
   let total = 0;
@@ -19,7 +54,7 @@ function createRestart(cluster, native) {
     const next = resolveRestart(settings.restart);
     if (JSON.stringify(next) === JSON.stringify(given)) return;
     given = next;
-    tracker = next ? new native.RestartTracker(next) : null;
+    tracker = next ? crashTracker(next) : null;
   }
 
   function onFork(worker, env) {
@@ -32,7 +67,8 @@ function createRestart(cluster, native) {
   // After Node's 'exit' events: replace a crashed worker when restart is on.
   function onExit(worker, code, signal, stopping) {
     if (!tracker || worker.exitedAfterDisconnect || stopping) return;
-    const d = tracker.onCrash(Date.now(), Date.now() - worker[kForkedAt], worker[kStreak]);
+    const now = Date.now();
+    const d = tracker.onCrash(now, now - worker[kForkedAt], worker[kStreak]);
     if (!d.restart) {
       const { maxRestarts, window } = tracker.policy;
       cluster.emit('restartLimit', worker, { code, signal, maxRestarts, window });
@@ -58,4 +94,4 @@ function createRestart(cluster, native) {
   return { configure, onFork, onExit, cancel, total: () => total };
 }
 
-module.exports = { createRestart };
+module.exports = { createRestart, crashTracker, DEFAULT_POLICY };

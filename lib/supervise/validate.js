@@ -20,8 +20,8 @@ function optionObject(value, name) {
 }
 
 /**
- * `restart`: null when off, else the options given, flattened for
- * native.RestartTracker (whose Rust side fills in the defaults).
+ * `restart`: null when off, else the options given, flattened (restart.js
+ * fills in the defaults).
  */
 function resolveRestart(option) {
   const restart = optionObject(option, 'options.restart');

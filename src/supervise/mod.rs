@@ -1,5 +1,5 @@
-//! Supervision policies the primary applies on top of Node's cluster:
-//! restart with crash-loop protection, and the hung-worker watchdog.
+//! Supervision the engine applies on top of Node's cluster: the hung-worker
+//! watchdog (it must run off the JS thread). The restart policy is JS's
+//! (lib/supervise/restart.js), shared with the portable engine.
 
-pub mod restart;
 pub mod watchdog;

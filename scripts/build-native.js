@@ -1,18 +1,17 @@
 #!/usr/bin/env node
 'use strict';
-// npm's `install` step for rcluster, as napi-rs packages do it: use a
-// prebuilt binary when one fits, build from source only when none does.
+// npx rcluster-build — builds rcluster's native engine from source, for a
+// platform no prebuilt binary fits (the package has no install script: npm
+// never runs this by itself; without it such a platform runs the portable
+// engine on node:cluster).
 //
-// 1. A development checkout (a git clone: it has .git or __test__/, which
-//    the package never ships) does nothing here: `prepare` builds it with
-//    `napi build` and the devDependencies.
-// 2. A binary that loads — the one bundled in the tarball, or the platform
-//    package rcluster-<triple> — means there is nothing to do.
-// 3. Otherwise, with cargo and rustc >= 1.88 on PATH, build the addon with
-//    plain cargo (no @napi-rs/cli needed) into a temporary target dir and
-//    keep only the .node file.
-// 4. Otherwise fail with one message: the platform, and what is needed.
-// RCLUSTER_BUILD_FROM_SOURCE=1 skips step 2.
+// 1. A binary that already loads (a platform package, or an earlier build)
+//    means there is nothing to do; --force builds anyway.
+// 2. With cargo and rustc >= 1.88 on PATH, build the addon with plain cargo
+//    (no @napi-rs/cli needed) into a temporary target dir and keep only the
+//    .node file, beside package.json, where the loader looks first.
+// 3. Otherwise fail with one message: the platform, and what is needed.
+// In a clone of the repository, `npm run build` is the build.
 
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -33,9 +32,9 @@ function fail(line) {
 }
 
 function loads() {
-  // In a child: a binary that crashes on load must not take npm down, and
-  // this process must not keep a half-loaded addon.
-  const r = spawnSync(process.execPath, ['-e', "require('./lib/native')"], { cwd: ROOT, encoding: 'utf8' });
+  // In a child: a binary that crashes on load must not take this process
+  // down, and this process must not keep a half-loaded addon.
+  const r = spawnSync(process.execPath, ['-e', "require('./lib/native').load()"], { cwd: ROOT, encoding: 'utf8' });
   return r.status === 0 ? null : (r.stderr || '').trim().split('\n').slice(0, 3).join('\n');
 }
 
@@ -53,10 +52,12 @@ function atLeast(v, min) {
 
 function buildFromSource() {
   const noToolchain =
-    `no prebuilt binary fits this platform (${triple}, Node ${process.version}), ` +
-    `and building from source needs a Rust toolchain (Rust >= ${MIN_RUST}, https://rustup.rs) on PATH. ` +
-    `Install Rust and run npm rebuild rcluster, or install the prebuilt package rcluster-${triple} where one is published.`;
-  if (process.platform !== 'linux') fail(`rcluster runs on Linux only; this is ${triple}.`);
+    `building the native engine for this platform (${triple}, Node ${process.version}) ` +
+    `needs a Rust toolchain (Rust >= ${MIN_RUST}, https://rustup.rs) on PATH. ` +
+    'Install Rust and run npx rcluster-build again; meanwhile rcluster runs on its portable engine (node:cluster).';
+  if (process.platform !== 'linux') {
+    fail(`the native engine is for Linux; ${triple} runs the portable engine (node:cluster), with nothing to build.`);
+  }
   const cargo = version('cargo');
   const rustc = version('rustc');
   if (!cargo || !rustc) fail(noToolchain);
@@ -66,7 +67,7 @@ function buildFromSource() {
   // 100+ MB of build output stays inside node_modules.
   const own = process.env.CARGO_TARGET_DIR;
   const target = own || fs.mkdtempSync(path.join(os.tmpdir(), 'rcluster-build-'));
-  say(`no prebuilt binary fits ${triple}: building from source with cargo (rustc ${rustc.join('.')}), this takes a minute or two`);
+  say(`building the native engine for ${triple} from source with cargo (rustc ${rustc.join('.')}), this takes a minute or two`);
   try {
     const r = spawnSync('cargo', ['build', '--release', '--lib', '--locked'], {
       cwd: ROOT,
@@ -86,8 +87,12 @@ function buildFromSource() {
   say(`built rcluster.${triple}.node`);
 }
 
-if (fs.existsSync(path.join(ROOT, '.git')) || fs.existsSync(path.join(ROOT, '__test__'))) {
-  process.exit(0); // a development checkout: `prepare` builds
+const force = process.argv.includes('--force');
+for (const arg of process.argv.slice(2)) {
+  if (arg !== '--force') fail(`unknown option ${arg} (usage: rcluster-build [--force])`);
 }
-if (process.env.RCLUSTER_BUILD_FROM_SOURCE !== '1' && loads() === null) process.exit(0);
+if (!force && loads() === null) {
+  say(`a native engine already loads on ${triple}: nothing to build (--force builds anyway)`);
+  process.exit(0);
+}
 buildFromSource();
