@@ -71,8 +71,9 @@ declare namespace cluster {
     state: string;
     uptimeMs: number;
     restarts: number;
-    connectionsDispatched: number;
-    connectionsInFlight: number;
+    /** Connections the primary handed to it; null on the portable engine, which does not count them. */
+    connectionsDispatched: number | null;
+    connectionsInFlight: number | null;
     /** From the heartbeat; null when heartbeats are off. */
     rssBytes: number | null;
     eventLoopDelayMs: number | null;
@@ -115,6 +116,12 @@ interface RclusterExtensions {
    * `NODE_CLUSTER_SCHED_POLICY=reuseport`; `rr` and `none` select Node's.
    */
   readonly SCHED_REUSEPORT: number;
+  /**
+   * Which engine runs the primary: 'native' (Rust; Linux x64/arm64, glibc
+   * or musl) or 'node' (the portable engine on node:cluster, wherever no
+   * native engine loads, or with RCLUSTER_ENGINE=node).
+   */
+  readonly engine: 'native' | 'node';
   settings: cluster.ClusterSettings;
   setupPrimary(settings?: cluster.ClusterSettings): void;
   /** @deprecated since Node v16.0.0 - use setupPrimary. */

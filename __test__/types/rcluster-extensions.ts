@@ -8,6 +8,8 @@ cluster.setupPrimary({
   shutdownOn: ['SIGTERM', 'SIGINT'],
 });
 cluster.schedulingPolicy = cluster.SCHED_REUSEPORT;
+const engine: 'native' | 'node' = cluster.engine;
+console.log(engine);
 cluster.on('restart', (fresh, old, info) => console.log(fresh.id, old.id, info.code, info.signal, info.delay));
 cluster.on('restartLimit', (w, info) => console.log(w.id, info.maxRestarts));
 cluster.on('unresponsive', (w) => console.log(w.process.pid));
