@@ -17,14 +17,20 @@ const EXIT = {
   noInput: 66, // the app's entry file does not exist (EX_NOINPUT)
 };
 
-const HELP = `Usage: rcluster [options] <app.js|app.mjs> [-- app arguments]
+// More workers than this is a mistake, not a plan (each is a whole Node).
+const MAX_INSTANCES = 1024;
+
+const HELP = `Usage: rcluster [options] <app.js|app.mjs|app.ts|directory> [-- app arguments]
 
 Runs an unmodified server app as N workers sharing its ports, supervised.
+A directory runs as \`node <directory>\` would (package.json "main", or index.js).
 
 Options:
   -i, --instances <N|max>     workers to run (default: max, the CPUs this
-                              process may use: affinity, cpuset, CPU quota)
-      --metrics <host:port>   serve Prometheus metrics at /metrics
+                              process may use: affinity, cpuset, CPU quota;
+                              a warning above 4x that, at most ${MAX_INSTANCES})
+      --metrics <host:port>   serve Prometheus metrics at /metrics (":9464"
+                              alone listens on every interface)
       --health <host:port>    serve /livez and /readyz (may be the metrics port)
       --drain-delay <ms>      on SIGTERM/SIGINT, not ready at once but keep
                               serving this long before draining (default 0)
@@ -33,6 +39,14 @@ Options:
       --no-restart            do not replace workers that crash
       --max-restarts <N>      crash restarts within a minute before giving up (default 10)
       --sched <rr|none|reuseport>  scheduling policy (default reuseport)
+      --sticky <ip|off>       keep each client address on one worker (for
+                              socket.io and other session-bound protocols)
+      --ready-on <listening|message>  when a worker is ready (for reload and
+                              boot): it listens (default), or it sends the
+                              message 'ready' (process.send('ready'), as PM2's
+                              wait_ready) for apps that never listen
+      --kill-signal <SIG>     the signal a worker being stopped gets, with
+                              the disconnect (default SIGTERM; PM2 sends SIGINT)
   -q, --quiet                 no lines from the primary (workers' output stays)
   -c, --config <file>         configuration file (default: rcluster.config.js,
                               .mjs or .json in the current directory, or the
@@ -43,16 +57,19 @@ Options:
 Environment: RCLUSTER_INSTANCES, RCLUSTER_METRICS, RCLUSTER_HEALTH,
 RCLUSTER_DRAIN_DELAY, RCLUSTER_SHUTDOWN_TIMEOUT, RCLUSTER_RELOAD_TIMEOUT,
 RCLUSTER_RESTART (0 or 1), RCLUSTER_MAX_RESTARTS, RCLUSTER_SCHED,
-RCLUSTER_QUIET (1). Flags win over the environment, the environment over
-the configuration file.
+RCLUSTER_STICKY, RCLUSTER_READY_ON, RCLUSTER_KILL_SIGNAL, RCLUSTER_QUIET (1).
+Flags win over the environment, the environment over the configuration file.
 
 Signals: SIGHUP or SIGUSR2 reload every worker (rolling, readiness-gated,
-the app's code read again); SIGTTIN adds a worker, SIGTTOU removes one;
-SIGTERM or SIGINT shut down gracefully (a second one stops at once).
+the app's code read again; a replacement that fails abandons the reload and
+the old workers keep serving); SIGTTIN adds a worker, SIGTTOU removes one;
+SIGTERM or SIGINT shut down gracefully (a second one stops at once). When
+the process that started rcluster goes away (npm, npx), it shuts down too.
 
 Exit codes: 0 stopped by a signal, 1 stopped but a worker had to be killed
-at the deadline, 2 the app kept crashing (restart limit), 3 every worker
-exited and restart is off, 64 bad usage or configuration, 66 no such app file.
+at the deadline, 2 the app failed to boot (a worker exited before any was
+ready) or kept crashing (restart limit), 3 every worker exited and restart
+is off, 64 bad usage or configuration, 66 no such app file.
 `;
 
 class UsageError extends Error {}
@@ -67,6 +84,9 @@ const OPTIONS = {
   'no-restart': { type: 'boolean' },
   'max-restarts': { type: 'string' },
   sched: { type: 'string' },
+  sticky: { type: 'string' },
+  'ready-on': { type: 'string' },
+  'kill-signal': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   config: { type: 'string', short: 'c' },
   help: { type: 'boolean', short: 'h' },
@@ -84,12 +104,16 @@ const SETTINGS = {
   restart: { flag: '--no-restart', env: 'RCLUSTER_RESTART', parse: bool },
   maxRestarts: { flag: '--max-restarts', env: 'RCLUSTER_MAX_RESTARTS', parse: count },
   sched: { flag: '--sched', env: 'RCLUSTER_SCHED', parse: sched },
+  sticky: { flag: '--sticky', env: 'RCLUSTER_STICKY', parse: sticky },
+  readyOn: { flag: '--ready-on', env: 'RCLUSTER_READY_ON', parse: readyOn },
+  killSignal: { flag: '--kill-signal', env: 'RCLUSTER_KILL_SIGNAL', parse: signal },
   quiet: { flag: '--quiet', env: 'RCLUSTER_QUIET', parse: bool },
 };
 
 const DEFAULTS = {
   instances: 'max', metrics: null, health: null, drainDelay: 0, shutdownTimeout: 10000,
-  reloadTimeout: 30000, restart: true, maxRestarts: 10, sched: null, quiet: false,
+  reloadTimeout: 30000, restart: true, maxRestarts: 10, sched: null, sticky: false,
+  readyOn: 'listening', killSignal: 'SIGTERM', quiet: false,
 };
 
 function bad(where, value, expected) {
@@ -103,6 +127,7 @@ function instances(v, where) {
   if (v === 'max') return 'max';
   const n = whole(v);
   if (!Number.isInteger(n) || n < 1) throw bad(where, v, 'a positive integer or "max"');
+  if (n > MAX_INSTANCES) throw bad(where, v, `at most ${MAX_INSTANCES} workers`);
   return n;
 }
 
@@ -129,12 +154,60 @@ function sched(v, where) {
   throw bad(where, v, 'one of rr, none, reuseport');
 }
 
+function sticky(v, where) {
+  if (v === false || v === 'off' || v === 'none' || v === '0' || v === 'false') return false;
+  if (v === 'ip') return 'ip';
+  throw bad(where, v, 'ip or off');
+}
+
+function readyOn(v, where) {
+  if (v === 'listening' || v === 'message') return v;
+  throw bad(where, v, 'listening or message');
+}
+
+// A signal name, with or without its SIG prefix: SIGTERM, TERM, SIGINT, ...
+function signal(v, where) {
+  const name = typeof v === 'string' && !v.startsWith('SIG') ? `SIG${v}` : v;
+  if (typeof name === 'string' && require('node:os').constants.signals[name] && name !== 'SIGKILL' && name !== 'SIGSTOP') return name;
+  throw bad(where, v, 'a signal name such as SIGTERM or SIGINT');
+}
+
 function hostPort(v, where) {
   if (v === null) return null;
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(String(v));
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw bad(where, v, 'HOST:PORT (e.g. 0.0.0.0:9100)');
   return { host: m[1] || m[2] || '0.0.0.0', port };
+}
+
+// Levenshtein distance, for "did you mean".
+function distance(a, b) {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+// parseArgs' errors in the command's words: the option named once, plainly.
+function parseError(err) {
+  const unknown = /^Unknown option '([^']+)'/.exec(err.message);
+  if (unknown) {
+    const given = unknown[1];
+    const names = Object.keys(OPTIONS).map((k) => `--${k}`);
+    const bare = given.replace(/^-+/, '').split('=')[0];
+    const best = names
+      .map((n) => [n, n.slice(2).startsWith(bare) && bare.length >= 3 ? 0 : distance(bare, n.slice(2))])
+      .sort((a, b) => a[1] - b[1])[0];
+    return `unknown option ${given}${best && best[1] <= 2 ? ` (did you mean ${best[0]}?)` : ''}`;
+  }
+  const missing = /^Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/.exec(err.message);
+  if (missing) return `option ${missing[1]} needs a value`;
+  return err.message;
 }
 
 async function loadConfig(file) {
@@ -175,7 +248,7 @@ async function resolve(argv, env) {
   try {
     parsed = parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(err.message);
+    throw new UsageError(parseError(err));
   }
   const { values, positionals } = parsed;
   if (values.help || values.version) return { help: values.help, version: values.version };
@@ -211,45 +284,87 @@ function main(settings) {
   const log = settings.quiet ? () => {} : (line) => process.stderr.write(`[rcluster] ${line}\n`);
   if (settings.sched) process.env.NODE_CLUSTER_SCHED_POLICY = settings.sched;
   const cluster = require('..');
+  const { followStderr, lastWords } = require('../lib/supervise/lastwords');
+  const { kCandidate } = require('../lib/supervise/keys');
   const n = settings.instances === 'max' ? cluster.availableParallelism() : settings.instances;
+  if (n > 4 * cluster.availableParallelism()) {
+    log(`warning: ${n} workers for ${cluster.availableParallelism()} CPU(s); each worker is a whole Node process`);
+  }
   cluster.setupPrimary({
     exec: settings.app,
     args: settings.args.map(String),
     restart: settings.restart ? { maxRestarts: settings.maxRestarts } : false,
     // Heartbeats feed the metrics (rss, event-loop delay) and the watchdog.
     heartbeat: { interval: 1000, timeout: 60000 },
+    readiness: settings.readyOn === 'message' ? 'ready' : 'listening',
+    killSignal: settings.killSignal,
+    sticky: settings.sticky || false,
+    // As a container's PID 1 (or a child subreaper), reap adopted orphans.
+    reapOrphans: 'auto',
+    // The workers' stderr comes through the primary, which forwards it and
+    // keeps the line that names why a worker failed.
+    stdio: ['inherit', 'inherit', 'pipe', 'ipc'],
   });
   let stopping = false;
+  // Until a worker of this start has been ready, a crash is a boot failure:
+  // restarting the same code again would only crash again.
+  let booted = false;
+  const readyEvent = settings.readyOn === 'message' ? 'ready' : 'listening';
   // The workers ignore a terminal's Ctrl-C (it reaches the whole process
   // group): the primary drains them instead.
   const fork = () => cluster.fork({ RCLUSTER_CLI: '1' });
+  const how = (code, signal) => (signal ? `killed by ${signal}` : `exited with code ${code}`);
+  const cause = async (worker, code, signal) => {
+    const words = await lastWords(worker);
+    return `worker ${worker.id} (pid ${worker.process.pid}) ${how(code, signal)}${words ? `: ${words}` : ''}`;
+  };
+
+  // Every worker, however forked (here, by the restart policy, by a reload).
+  cluster.on('fork', (worker) => {
+    if (worker.process.stderr) {
+      followStderr(worker, worker.process.stderr);
+      worker.process.stderr.pipe(process.stderr, { end: false });
+    }
+    worker.once(readyEvent, () => { booted = true; });
+  });
 
   cluster.on('exit', (worker, code, signal) => {
-    if (stopping || worker.exitedAfterDisconnect) return;
-    log(`worker ${worker.id} (pid ${worker.process.pid}) exited (${signal || `code ${code}`})`);
+    // A reload's replacement that never became ready: the reload says why.
+    if (stopping || worker.exitedAfterDisconnect || worker[kCandidate]) return;
+    if (!booted) {
+      stop(EXIT.crashLoop, cause(worker, code, signal).then((c) => `the app failed to boot: ${c}`));
+      return;
+    }
+    cause(worker, code, signal).then(log);
     if (!settings.restart && Object.values(cluster.workers).every((w) => w.isDead())) {
-      log('every worker has exited and restart is off: stopping');
-      process.exit(EXIT.appExited);
+      stop(EXIT.appExited, Promise.resolve('every worker has exited and restart is off: stopped'));
     }
   });
   cluster.on('restart', (worker, old, { delay }) => log(`worker ${worker.id} replaces worker ${old.id} (after ${delay} ms)`));
-  cluster.on('restartLimit', () => {
-    log(`the app crashed more than ${settings.maxRestarts} times in a minute: stopping`);
-    stop(EXIT.crashLoop);
+  cluster.on('restartLimit', (worker, { code, signal }) => {
+    stop(EXIT.crashLoop, cause(worker, code, signal).then((c) =>
+      `the app crashed more than ${settings.maxRestarts} times in a minute (the last: ${c}): stopped`));
   });
   cluster.on('unresponsive', (worker) => log(`worker ${worker.id} stopped answering heartbeats: aborting it`));
 
   const servers = serveProbes(cluster, settings, log);
+  const killedAtDeadline = (results, timeout) => {
+    for (const r of results.filter((x) => x.forced)) {
+      log(`worker ${r.id ?? r.old}${r.pid ? ` (pid ${r.pid})` : ''} had to be killed at the ${timeout} ms deadline`);
+    }
+  };
 
-  function stop(code) {
+  // Shuts down; `last`, a promise of the line that says why, is said last.
+  function stop(code, last = null) {
     if (stopping) return;
     stopping = true;
-    log(`shutting down ${Object.keys(cluster.workers).length} worker(s)${settings.drainDelay ? ` after a ${settings.drainDelay} ms drain delay` : ''}`);
-    cluster.shutdown({ timeout: settings.shutdownTimeout, drainDelay: settings.drainDelay }).then((results) => {
-      const forced = results.filter((r) => r.forced).length;
-      if (forced) log(`${forced} worker(s) killed at the ${settings.shutdownTimeout} ms deadline`);
+    const drainDelay = code === EXIT.ok ? settings.drainDelay : 0;
+    log(`shutting down ${Object.keys(cluster.workers).length} worker(s)${drainDelay ? ` after a ${drainDelay} ms drain delay` : ''}`);
+    cluster.shutdown({ timeout: settings.shutdownTimeout, drainDelay }).then(async (results) => {
+      killedAtDeadline(results, settings.shutdownTimeout);
       for (const s of servers) s.close();
-      process.exit(code === EXIT.ok && forced ? EXIT.forced : code);
+      if (last) log(await last);
+      process.exit(code === EXIT.ok && results.some((r) => r.forced) ? EXIT.forced : code);
     });
   }
   for (const sig of ['SIGTERM', 'SIGINT']) {
@@ -260,15 +375,32 @@ function main(settings) {
       process.exit(EXIT.forced);
     });
   }
+  // Started through npm or npx, the signals go to them, not here: when the
+  // process that started rcluster is gone, stop as on SIGTERM rather than
+  // serve on as an orphan.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (stopping || process.ppid === parent) return;
+    log(`the process that started rcluster (pid ${parent}) is gone: shutting down`);
+    stop(EXIT.ok);
+  }, 500).unref();
+
   let reloading = false;
   for (const sig of ['SIGHUP', 'SIGUSR2']) {
     process.on(sig, () => {
       if (stopping || reloading) return;
       reloading = true;
-      log(`${sig}: reloading ${Object.keys(cluster.workers).length} worker(s)`);
+      const count = Object.keys(cluster.workers).length;
+      log(`${sig}: reloading ${count} worker(s)`);
       cluster.reload({ timeout: settings.reloadTimeout }).then(
-        (r) => log(`reloaded: ${r.map((x) => `${x.old}->${x.new}`).join(', ')}`),
-        (err) => log(`reload failed: ${err.message}`),
+        (r) => {
+          killedAtDeadline(r, settings.reloadTimeout);
+          log(`reloaded: ${r.map((x) => `${x.old}->${x.new}`).join(', ')}`);
+        },
+        (err) => {
+          killedAtDeadline(err.results || [], settings.reloadTimeout);
+          log(`reload failed, abandoned: ${err.message}; the workers not yet replaced keep serving`);
+        },
       ).finally(() => { reloading = false; });
     });
   }
@@ -279,10 +411,13 @@ function main(settings) {
   });
   process.on('SIGTTOU', () => {
     if (stopping) return;
-    const workers = Object.values(cluster.workers).filter((w) => w.isConnected());
+    // The oldest worker that is not leaving already (nor a reload's
+    // replacement on its way): a reload skips it when its turn comes.
+    const workers = Object.values(cluster.workers).filter((w) => w.isConnected() && !w[kCandidate]);
     if (workers.length <= 1) return log('SIGTTOU: one worker left; not removing it');
-    const w = workers[workers.length - 1];
+    const w = workers[0];
     w.disconnect();
+    if (!w.isDead()) w.process.kill(settings.killSignal);
     log(`SIGTTOU: worker ${w.id} leaving (${workers.length - 1} left)`);
   });
 
@@ -348,6 +483,15 @@ async function run() {
   if (!fs.existsSync(settings.app)) {
     process.stderr.write(`rcluster: no such app file: ${settings.app}\n`);
     process.exit(EXIT.noInput);
+  }
+  if (fs.statSync(settings.app).isDirectory()) {
+    // As `node <directory>`: package.json "main", else index.js.
+    try {
+      settings.app = require.resolve(settings.app);
+    } catch {
+      process.stderr.write(`rcluster: no app in the directory ${settings.app}: it has no package.json "main" and no index.js\n`);
+      process.exit(EXIT.noInput);
+    }
   }
   main(settings);
 }

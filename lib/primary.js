@@ -381,6 +381,8 @@ const supervisor = supervise.install(cluster, {
   watchdog: (timeout, grace) => native.watchdog(timeout, grace),
   // Nothing to ask the engine before the first fork starts it.
   stats: () => new Map(started ? native.workerStats().map((s) => [s.id, s]) : []),
+  reapOrphans: (keep) => native.reapOrphans(keep),
+  childSubreaper: () => native.childSubreaper(),
 });
 
 // ---------------------------------------------------------------- engine events

@@ -1,8 +1,10 @@
 'use strict';
-// rcluster's worker side: extensions to Node's own worker-side cluster, and
-// the heartbeat the primary's watchdog listens for. The primary loads this
-// file with --require when heartbeats or readiness are on, so worker code
-// needs no change; require('rcluster') in a worker loads it too.
+// rcluster's worker hook: extensions to Node's own worker-side cluster, the
+// heartbeat the primary's watchdog listens for, the keep-alive drain, and the
+// kill signal. The primary loads this file into every worker with
+// NODE_OPTIONS=--require (and takes it out of the worker's environment here,
+// so the worker's own child processes do not load it); require('rcluster')
+// in a worker loads it too.
 
 const cluster = require('node:cluster');
 
@@ -79,11 +81,53 @@ function drain() {
   }
 }
 
+// A worker being stopped gets the kill signal (setupPrimary({ killSignal }),
+// the command's --kill-signal) together with the disconnect. An app with a
+// handler of its own for it runs that handler. An app without one would die
+// at once under the signal's default action, its requests cut: here it
+// drains first (servers closed, requests finished: the channel
+// disconnects), then exits 0. The signal without a disconnect (a `kill` by
+// hand) gets its default action after a second.
+const KILL_SIGNAL_WAIT_MS = 1000;
+function installKillSignal() {
+  const sig = process.env.RCLUSTER_WORKER_KILL_SIGNAL;
+  if (!cluster.isWorker || !sig || process[kKillSignal]) return;
+  process[kKillSignal] = true;
+  let leaving = false;
+  const onSignal = () => {
+    if (process.listenerCount(sig) > 1 || leaving) return; // the app's own handler decides
+    leaving = true;
+    if (!process.connected) process.exit(0);
+    process.once('disconnect', () => process.exit(0));
+    if (draining) return;
+    setTimeout(() => {
+      if (draining) return;
+      process.off(sig, onSignal);
+      process.kill(process.pid, sig);
+    }, KILL_SIGNAL_WAIT_MS).unref();
+  };
+  process.on(sig, onSignal);
+}
+const kKillSignal = Symbol.for('rcluster.worker.killSignal');
+
+// Put NODE_OPTIONS back as it was before the primary added this hook.
+function restoreNodeOptions() {
+  if (!cluster.isWorker || process.env.RCLUSTER_NODE_OPTIONS === undefined) return;
+  if (process.env.RCLUSTER_NODE_OPTIONS) process.env.NODE_OPTIONS = process.env.RCLUSTER_NODE_OPTIONS;
+  else delete process.env.NODE_OPTIONS;
+  delete process.env.RCLUSTER_NODE_OPTIONS;
+}
+
 extendWorker();
 startHeartbeat();
 installDrain();
+installKillSignal();
+restoreNodeOptions();
 // Under the rcluster command a terminal's Ctrl-C reaches the whole process
 // group; the primary answers it with a graceful shutdown of the workers.
-if (cluster.isWorker && process.env.RCLUSTER_CLI === '1') process.on('SIGINT', () => {});
+// (With --kill-signal SIGINT the kill-signal handler above does that.)
+if (cluster.isWorker && process.env.RCLUSTER_CLI === '1' && process.env.RCLUSTER_WORKER_KILL_SIGNAL !== 'SIGINT') {
+  process.on('SIGINT', () => {});
+}
 
 module.exports = { extendWorker, startHeartbeat };

@@ -242,6 +242,20 @@ pub fn kill(id: u32, signal: i32) -> Result<Either<bool, NativeError>> {
   })
 }
 
+/// Reaps the zombie children of this process that are in no one's care:
+/// orphans adopted as PID 1 or as a child subreaper. `keep`: the pids of
+/// workers and of the app's own children, never reaped here.
+#[napi]
+pub fn reap_orphans(keep: Vec<u32>) -> Vec<u32> {
+  crate::supervise::orphans::reap(&keep)
+}
+
+/// Whether this process is a child subreaper (prctl PR_GET_CHILD_SUBREAPER).
+#[napi]
+pub fn child_subreaper() -> bool {
+  nix::sys::prctl::get_child_subreaper().unwrap_or(false)
+}
+
 /// Whether the kernel has SO_REUSEPORT (for `cluster.SCHED_REUSEPORT`).
 #[napi]
 pub fn reuse_port_supported() -> bool {

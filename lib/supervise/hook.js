@@ -1,7 +1,8 @@
 'use strict';
 // rcluster's worker hook (lib/worker.js) in every worker, and what comes
 // back from it: heartbeats (for the watchdog and the metrics) and
-// cluster.worker.ready() (for readiness 'ready').
+// cluster.worker.ready() (for readiness 'ready'; so does the plain message
+// 'ready', as PM2's wait_ready has apps send it with process.send('ready')).
 
 const path = require('node:path');
 const { resolveHeartbeat } = require('./validate');
@@ -14,22 +15,40 @@ const HOOK_OPTION = `--require "${WORKER_HOOK.replace(/["\\]/g, '\\$&')}"`;
 function createHook(engine) {
   let heartbeat = null;
   let watchdogOn = false;
+  let readyMessage = false;
+  let killSignal = null;
 
   function configure(settings) {
     heartbeat = resolveHeartbeat(settings.heartbeat);
+    readyMessage = settings.readiness === 'ready';
+    killSignal = settings.killSignal ?? null;
   }
 
   // What a new worker's environment needs on top of `env`: the hook, the
   // heartbeat interval.
   // Through NODE_OPTIONS rather than execArgv, so that the worker's
   // process.execArgv stays Node's.
+  // RCLUSTER_WORKER_KILL_SIGNAL: the signal a leaving worker gets (the hook lets
+  // an app without a handler of its own drain, then exit).
   function spawnEnv(env) {
-    const options = env.NODE_OPTIONS ? `${env.NODE_OPTIONS} ${HOOK_OPTION}` : HOOK_OPTION;
-    return heartbeat ? { NODE_OPTIONS: options, RCLUSTER_HEARTBEAT_MS: String(heartbeat.interval) } : { NODE_OPTIONS: options };
+    const out = {
+      NODE_OPTIONS: env.NODE_OPTIONS ? `${env.NODE_OPTIONS} ${HOOK_OPTION}` : HOOK_OPTION,
+      // The hook puts this back once loaded, so the worker's own child
+      // processes do not load it.
+      RCLUSTER_NODE_OPTIONS: env.NODE_OPTIONS ?? '',
+    };
+    if (heartbeat) out.RCLUSTER_HEARTBEAT_MS = String(heartbeat.interval);
+    if (killSignal) out.RCLUSTER_WORKER_KILL_SIGNAL = killSignal;
+    return out;
   }
 
   // A worker was forked (so the engine runs): turn its watchdog on once.
-  function onFork() {
+  function onFork(worker) {
+    if (readyMessage) {
+      worker.on('message', (message) => {
+        if (message === 'ready') worker.emit('ready');
+      });
+    }
     if (heartbeat && !watchdogOn) {
       watchdogOn = true;
       engine.watchdog(heartbeat.timeout, heartbeat.grace);

@@ -11,6 +11,7 @@ const { createHook } = require('./hook');
 const { installShutdown } = require('./shutdown');
 const { installReload } = require('./reload');
 const { installMetrics } = require('./metrics');
+const { createReaper } = require('./orphans');
 
 /**
  * Installs supervision on the primary's cluster object and returns the hooks
@@ -20,24 +21,31 @@ const { installMetrics } = require('./metrics');
  * - `forkReplacing(env, old)`: forks `old`'s successor in a reload;
  * - `watchdog(timeout, grace)`: starts the hung-worker watchdog, once;
  * - `stats()`: Map of id to { dispatched, inFlight, heartbeatAgeMs } (or null
- *   where the engine does not count them).
+ *   where the engine does not count them);
+ * - `reapOrphans(keep)`, `childSubreaper()`: where the engine can reap
+ *   adopted orphans (the native one), else absent.
  */
 function install(cluster, engine) {
   const restart = createRestart(cluster);
   const hook = createHook(engine);
   const shutdown = installShutdown(cluster, engine.live, restart);
-  installReload(cluster, engine.forkReplacing);
+  installReload(cluster, engine.forkReplacing, {
+    stopWorker: shutdown.stopWorker,
+    crashed: (w) => restart.onExit(w, w.process.exitCode, w.process.signalCode, shutdown.stopping()),
+  });
   installMetrics(cluster, engine, restart);
+  const reaper = createReaper(engine);
   return {
     configure(settings) {
       restart.configure(settings);
       hook.configure(settings);
       shutdown.configure(settings);
+      reaper.configure(settings);
     },
     spawnEnv: hook.spawnEnv,
     onFork(worker, env) {
       restart.onFork(worker, env);
-      hook.onFork();
+      hook.onFork(worker);
     },
     onExit(worker, code, signal) {
       restart.onExit(worker, code, signal, shutdown.stopping());

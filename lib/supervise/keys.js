@@ -8,4 +8,7 @@ module.exports = {
   kStreak: Symbol('rcluster.streak'), // quick deaths in its line before it
   kRestarts: Symbol('rcluster.restarts'), // crash restarts in its line before it
   kHeartbeat: Symbol('rcluster.heartbeat'), // the last heartbeat's numbers
+  kCandidate: Symbol('rcluster.candidate'), // a reload's replacement, not ready yet
+  kSuccessor: Symbol('rcluster.successor'), // the reload's replacement on its way for this worker
+  kLastWords: Symbol('rcluster.lastWords'), // what it last wrote to stderr that names a cause
 };

@@ -10,7 +10,7 @@
 // cluster) is a crash loop: restarting stops.
 
 const { resolveRestart } = require('./validate');
-const { kEnv, kForkedAt, kStreak, kRestarts } = require('./keys');
+const { kEnv, kForkedAt, kStreak, kRestarts, kCandidate, kSuccessor } = require('./keys');
 
 const DEFAULT_POLICY = Object.freeze({
   maxRestarts: 10,
@@ -65,8 +65,11 @@ function createRestart(cluster) {
   }
 
   // After Node's 'exit' events: replace a crashed worker when restart is on.
+  // Not a reload's replacement that never became ready (the reload fails
+  // instead), nor a worker whose replacement is already on its way.
   function onExit(worker, code, signal, stopping) {
     if (!tracker || worker.exitedAfterDisconnect || stopping) return;
+    if (worker[kCandidate] || worker[kSuccessor]) return;
     const now = Date.now();
     const d = tracker.onCrash(now, now - worker[kForkedAt], worker[kStreak]);
     if (!d.restart) {

@@ -2,7 +2,10 @@
 // Graceful shutdown (cluster.shutdown, and setupPrimary({ shutdownOn })):
 // every worker is disconnected, finishes its requests and drains its
 // keep-alive connections (the worker hook), and whatever is left at the
-// deadline is SIGKILLed. cluster.health() says whether the primary is ready.
+// deadline is SIGKILLed. With setupPrimary({ killSignal }) (the command's
+// --kill-signal, SIGTERM there) each worker being stopped also gets that
+// signal, so the app's own shutdown code runs, as under `docker stop`.
+// cluster.health() says whether the primary is ready.
 
 const errors = require('../errors');
 const { validateNumber } = require('./validate');
@@ -32,6 +35,14 @@ function installShutdown(cluster, live, restart) {
   let shuttingDown = null;
   let draining = false; // shutdown() called: not ready any more
   const signalHandlers = new Map();
+  let killSignal = null;
+
+  // One worker leaves: disconnect (it closes its servers, finishes its
+  // requests, drains keep-alive connections), and the kill signal if set.
+  function stopWorker(w) {
+    if (w.isConnected()) w.disconnect();
+    if (killSignal && !w.isDead()) w.process.kill(killSignal);
+  }
 
   cluster.shutdown = function shutdown(options = {}) {
     errors.validateObject(options, 'options');
@@ -44,10 +55,7 @@ function installShutdown(cluster, live, restart) {
     restart.cancel();
     const leave = () => Promise.all([...live.values()].map((w) => {
       const done = exitWithin(w, timeout);
-      // Workers close their servers (new connections stop reaching them),
-      // finish in-flight requests, drain keep-alive connections (the worker
-      // hook) and leave.
-      if (w.isConnected()) w.disconnect();
+      stopWorker(w);
       return done;
     }));
     // drainDelay: not ready at once (health()), still serving meanwhile, as
@@ -69,6 +77,7 @@ function installShutdown(cluster, live, restart) {
 
   // setupPrimary({ shutdownOn, shutdownTimeout }): those signals shut down, then exit 0.
   function configure(settings) {
+    killSignal = settings.killSignal ?? null;
     for (const sig of settings.shutdownOn || []) {
       if (signalHandlers.has(sig)) continue;
       const handler = () => {
@@ -80,7 +89,7 @@ function installShutdown(cluster, live, restart) {
     }
   }
 
-  return { configure, stopping: () => shuttingDown !== null };
+  return { configure, stopWorker, stopping: () => shuttingDown !== null };
 }
 
 module.exports = { installShutdown, exitWithin };

@@ -69,6 +69,13 @@ function validateSupervision(s) {
     }
   }
   if (s.shutdownTimeout !== undefined) validateNumber(s.shutdownTimeout, 'options.shutdownTimeout');
+  if (s.reapOrphans !== undefined && typeof s.reapOrphans !== 'boolean' && s.reapOrphans !== 'auto') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.reapOrphans', s.reapOrphans, "must be one of: true, false, 'auto'");
+  }
+  if (s.killSignal !== undefined) {
+    const { signals } = require('node:os').constants;
+    if (typeof s.killSignal !== 'string' || !signals[s.killSignal]) throw errors.ERR_UNKNOWN_SIGNAL(s.killSignal);
+  }
 }
 
 module.exports = { validateNumber, resolveRestart, resolveHeartbeat, validateSupervision };

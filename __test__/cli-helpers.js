@@ -1,0 +1,78 @@
+'use strict';
+// Running the rcluster command in tests: start it, ask which workers serve,
+// scrape its /metrics. Shared by cli.spec.js and cli-production.spec.js.
+const { spawn, spawnSync } = require('node:child_process');
+const http = require('node:http');
+const net = require('node:net');
+const path = require('node:path');
+const parsePrometheus = require('parse-prometheus-text-format');
+const { ROOT, killGroup, get } = require('./helpers');
+
+const BIN = path.join(ROOT, 'bin', 'rcluster.js');
+const FIXTURES = path.join(__dirname, 'fixtures', 'cli');
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+
+/** Starts the command; `stderr()` is what the primary said. */
+function start(args, { env = {}, cwd = FIXTURES, wrap } = {}) {
+  const argv = [BIN, ...args];
+  const child = wrap ?
+    spawn('sh', ['-c', `${wrap}; exec "$0" "$@"`, process.execPath, ...argv], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true }) :
+    spawn(process.execPath, argv, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise((r) => child.on('close', (code, signal) => r({ code, signal })));
+  return { child, exited, stdout: () => out, stderr: () => err, kill: () => killGroup(child.pid) };
+}
+
+/** The pids that answer on `port`, once `want` of them have (or 10 s passed). */
+async function pidsServing(port, want, ms = 10000) {
+  const pids = new Set();
+  const deadline = Date.now() + ms;
+  while (pids.size < want && Date.now() < deadline) {
+    try {
+      pids.add(Number((await get(port)).split(' ').pop()));
+    } catch {
+      await new Promise((r) => setTimeout(r, 50)); // not listening yet
+    }
+  }
+  return pids;
+}
+
+function scrape(port, p = '/metrics') {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    }).on('error', reject);
+  });
+}
+
+function metric(families, name) {
+  const f = families.find((x) => x.name === name);
+  return f ? f.metrics : [];
+}
+
+async function workerCount(metricsPort) {
+  try {
+    const { body } = await scrape(metricsPort);
+    return Number(metric(parsePrometheus(body), 'rcluster_workers')[0].value);
+  } catch {
+    return -1;
+  }
+}
+
+function run(args, opts = {}) {
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: FIXTURES, timeout: 10000, ...opts });
+}
+
+module.exports = { BIN, FIXTURES, freePort, start, pidsServing, scrape, metric, workerCount, run };

@@ -1,0 +1,251 @@
+'use strict';
+// The rcluster command where production differs from the happy path, with
+// real apps in temporary directories: a broken deploy rolled back; reloads
+// with workers SIGKILLed during them under load; the kill signal reaching
+// the app's own shutdown code (NestJS's enableShutdownHooks); npm and npx
+// as the parent; boot failures; --sticky ip; --ready-on message; PID 1 of a
+// new PID namespace reaping orphans; and the smaller items (a directory as
+// the app, -i bounds, NODE_OPTIONS not leaking to the workers' children).
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+const parsePrometheus = require('parse-prometheus-text-format');
+const { ROOT, alive, waitFor, killGroup, get } = require('./helpers');
+const { BIN, FIXTURES, freePort, start, pidsServing, scrape, metric, run } = require('./cli-helpers');
+
+let tmp;
+beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcluster-prod-')); });
+afterAll(() => { if (tmp) fs.rmSync(tmp, { recursive: true, force: true }); });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A new app directory holding `files` ({ name: text }); rcluster linked into its node_modules. */
+function appDir(name, files) {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(path.join(dir, 'node_modules', '.bin'), { recursive: true });
+  fs.symlinkSync(ROOT, path.join(dir, 'node_modules', 'rcluster'));
+  fs.symlinkSync('../rcluster/bin/rcluster.js', path.join(dir, 'node_modules', '.bin', 'rcluster'));
+  for (const [f, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, f), text);
+  return dir;
+}
+
+// An http app answering "<version> <pid>" on PORT.
+const httpApp = (version, extra = '') => `'use strict';
+const http = require('node:http');
+const server = http.createServer((req, res) => res.end('${version} ' + process.pid));
+server.listen(Number(process.env.PORT), '127.0.0.1');
+${extra}
+`;
+
+/** Worker pids from /metrics (rcluster_worker_state has one per worker). */
+async function workerPids(metricsPort) {
+  const { body } = await scrape(metricsPort);
+  const states = metric(parsePrometheus(body), 'rcluster_worker_state');
+  return [...new Set(states.map((m) => Number(m.labels.pid)))].sort((a, b) => a - b);
+}
+
+const fdCount = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+/** Waits until the primary's log has `re` (`n` times); the log so far. */
+async function logged(app, re, ms = 15000, n = 1) {
+  const count = () => (app.stderr().match(new RegExp(re.source, 'g')) || []).length;
+  if (!(await waitFor(() => count() >= n, ms))) {
+    throw new Error(`no ${re} (${n}x) within ${ms} ms:\n${app.stderr()}`);
+  }
+  return app.stderr();
+}
+
+test('a broken deploy: SIGHUP fails once, no crash loop, the old workers keep serving; after the fix SIGHUP replaces them all', async () => {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const dir = appDir('deploy', { 'app.js': httpApp('v1') });
+  const app = start(['-i', '2', '--metrics', `127.0.0.1:${metricsPort}`, 'app.js'], { cwd: dir, env: { PORT: String(port) } });
+  try {
+    const v1 = await pidsServing(port, 2);
+    expect(v1.size).toBe(2);
+    fs.writeFileSync(path.join(dir, 'app.js'), "'use strict';\nthrow new Error('broken deploy: DATABASE_URL is not set');\n");
+    process.kill(app.child.pid, 'SIGHUP');
+    const log = await logged(app, /reload failed/);
+    expect(log).toMatch(/reload failed, abandoned: worker 3 exited with code 1 before it was ready: Error: broken deploy: DATABASE_URL is not set; the workers not yet replaced keep serving/);
+    // No crash loop: for 15 s nothing is restarted, the old pair serves, 2 workers.
+    const until = Date.now() + 15000;
+    while (Date.now() < until) {
+      const pid = Number((await get(port)).split(' ').pop());
+      expect(v1.has(pid)).toBe(true);
+      await sleep(250);
+    }
+    expect(app.stderr()).not.toMatch(/replaces worker|crashed more than|exited with code 1:/);
+    expect(await workerPids(metricsPort)).toEqual([...v1].sort((a, b) => a - b));
+    expect(app.child.exitCode).toBe(null);
+    // The fix, and the next SIGHUP replaces both.
+    fs.writeFileSync(path.join(dir, 'app.js'), httpApp('v2'));
+    process.kill(app.child.pid, 'SIGHUP');
+    await logged(app, /reloaded: /);
+    const v2 = await workerPids(metricsPort);
+    expect(v2).toHaveLength(2);
+    expect(v2.some((p) => v1.has(p))).toBe(false);
+    expect((await get(port)).startsWith('v2 ')).toBe(true);
+    process.kill(app.child.pid, 'SIGTERM');
+    expect(await app.exited).toEqual({ code: 0, signal: null });
+  } finally {
+    app.kill();
+  }
+}, 60000);
+
+test('reloads with a worker SIGKILLed during each, under load: exactly N workers after, fds back, failures only in-flight ones', async () => {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const dir = appDir('kills', { 'app.js': httpApp('v') });
+  const app = start(['-i', '2', '--metrics', `127.0.0.1:${metricsPort}`, 'app.js'], { cwd: dir, env: { PORT: String(port) } });
+  let loading = true;
+  let ok = 0;
+  let failed = 0;
+  const CONCURRENCY = 4;
+  const client = async () => {
+    while (loading) {
+      try {
+        await get(port);
+        ok++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  try {
+    expect((await pidsServing(port, 2)).size).toBe(2);
+    await workerPids(metricsPort);
+    const baseline = fdCount(app.child.pid);
+    const clients = Array.from({ length: CONCURRENCY }, client);
+    const ROUNDS = 8;
+    for (let i = 1; i <= ROUNDS; i++) {
+      process.kill(app.child.pid, 'SIGHUP');
+      await sleep(300);
+      // Whichever worker is there now: an old one, or a replacement on its way.
+      const now = await workerPids(metricsPort);
+      const victim = now[(i * 7) % now.length];
+      try { process.kill(victim, 'SIGKILL'); } catch { /* gone already */ }
+      await logged(app, /reloaded: |reload failed/, 20000, i);
+    }
+    // Settled: crash restarts done, and nothing left over.
+    expect(await waitFor(async () => (await workerPids(metricsPort)).length === 2 &&
+      (await pidsServing(port, 2, 3000)).size === 2, 15000)).toBe(true);
+    await sleep(1500); // a late restart would show here
+    expect(await workerPids(metricsPort)).toHaveLength(2);
+    loading = false;
+    await Promise.all(clients);
+    expect(await waitFor(() => fdCount(app.child.pid) <= baseline, 5000)).toBe(true);
+    // Each killed worker can take at most the requests it was serving.
+    expect(failed).toBeLessThanOrEqual(ROUNDS * CONCURRENCY);
+    expect(ok).toBeGreaterThan(100);
+    process.kill(app.child.pid, 'SIGTERM');
+    expect((await app.exited).code).toBe(0);
+  } finally {
+    loading = false;
+    app.kill();
+  }
+}, 120000);
+
+describe('the kill signal', () => {
+  test('NestJS with enableShutdownHooks: SIGTERM runs every worker\'s shutdown hook; the busy app stops in well under the deadline, exit 0; a reload takes seconds', async () => {
+    const port = await freePort();
+    const app = start(['-i', '2', 'nest-app.js'], { env: { PORT: String(port) } });
+    try {
+      const pids = await pidsServing(port, 2, 20000);
+      expect(pids.size).toBe(2);
+      // A reload: each old worker's hook runs, and it leaves at once.
+      const t0 = Date.now();
+      process.kill(app.child.pid, 'SIGHUP');
+      await logged(app, /reloaded: /, 20000);
+      expect(Date.now() - t0).toBeLessThan(8000); // the reload timeout is 30 s, the shutdown 10 s
+      const hooks = () => app.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+      expect(hooks().map((h) => h.shutdownHook).sort()).toEqual([...pids].sort());
+      const fresh = await pidsServing(port, 2, 10000);
+      const t1 = Date.now();
+      process.kill(app.child.pid, 'SIGTERM');
+      expect(await app.exited).toEqual({ code: 0, signal: null });
+      expect(Date.now() - t1).toBeLessThan(5000);
+      expect(hooks().filter((h) => fresh.has(h.shutdownHook)).map((h) => h.signal)).toEqual(['SIGTERM', 'SIGTERM']);
+      expect(app.stderr()).not.toMatch(/killed at the/);
+    } finally {
+      app.kill();
+    }
+  }, 60000);
+
+  test('an app without a handler of its own drains and exits 0 on it; with --kill-signal SIGINT an app\'s SIGINT handler runs', async () => {
+    const port = await freePort();
+    const dir = appDir('nohandler', {
+      'none.js': httpApp('v', `setInterval(() => {}, 1000);
+process.on('exit', (code) => console.log(JSON.stringify({ exit: code, pid: process.pid })));`),
+      'sigint.js': httpApp('v', `const busy = setInterval(() => {}, 1000);
+process.on('SIGINT', () => { console.log(JSON.stringify({ got: 'SIGINT', pid: process.pid })); clearInterval(busy); server.close(); });
+process.on('exit', (code) => console.log(JSON.stringify({ exit: code, pid: process.pid })));`),
+    });
+    for (const [flags, file] of [[[], 'none.js'], [['--kill-signal', 'INT'], 'sigint.js']]) {
+      const app = start(['-i', '2', ...flags, file], { cwd: dir, env: { PORT: String(port) } });
+      try {
+        const pids = await pidsServing(port, 2);
+        expect(pids.size).toBe(2);
+        const t0 = Date.now();
+        process.kill(app.child.pid, 'SIGTERM');
+        expect(await app.exited).toEqual({ code: 0, signal: null });
+        expect(Date.now() - t0).toBeLessThan(5000); // the deadline is 10 s
+        const lines = app.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+        expect(lines.filter((l) => 'exit' in l).map((l) => [l.exit, pids.has(l.pid)])).toEqual([[0, true], [0, true]]);
+        if (file === 'sigint.js') expect(lines.filter((l) => l.got).map((l) => l.got)).toEqual(['SIGINT', 'SIGINT']);
+      } finally {
+        app.kill();
+      }
+    }
+  }, 40000);
+});
+
+describe('boot failures end within seconds, the cause in the last line, exit 2', () => {
+  test('a port already in use', async () => {
+    const blocker = http.createServer();
+    const port = await new Promise((r) => blocker.listen(0, '127.0.0.1', () => r(blocker.address().port)));
+    const dir = appDir('inuse', { 'app.js': httpApp('v') });
+    const t0 = Date.now();
+    const app = start(['-i', '2', 'app.js'], { cwd: dir, env: { PORT: String(port) } });
+    try {
+      expect(await app.exited).toEqual({ code: 2, signal: null });
+      expect(Date.now() - t0).toBeLessThan(5000);
+      const last = app.stderr().trim().split('\n').pop();
+      expect(last).toMatch(new RegExp(`^\\[rcluster\\] the app failed to boot: worker \\d \\(pid \\d+\\) exited with code 1: Error: .*EADDRINUSE.*127\\.0\\.0\\.1:${port}$`));
+      expect(app.stderr()).not.toMatch(/replaces worker/);
+    } finally {
+      blocker.close();
+      app.kill();
+    }
+  }, 20000);
+
+  test('a throw at startup, -i 1', async () => {
+    const dir = appDir('throws', { 'app.js': "'use strict';\nconst config = {};\nif (typeof config.port !== 'number') throw new TypeError('config.port must be a number');\n" });
+    const t0 = Date.now();
+    const app = start(['-i', '1', 'app.js'], { cwd: dir });
+    try {
+      expect(await app.exited).toEqual({ code: 2, signal: null });
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(app.stderr().trim().split('\n').pop())
+        .toMatch(/^\[rcluster\] the app failed to boot: worker 1 \(pid \d+\) exited with code 1: TypeError: config.port must be a number$/);
+    } finally {
+      app.kill();
+    }
+  }, 20000);
+
+  test('once the app has served, a crash is restarted as before', async () => {
+    const port = await freePort();
+    const dir = appDir('served', { 'app.js': httpApp('v', "if (process.env.CRASH_ME) setTimeout(() => process.exit(7), 10);") });
+    const app = start(['-i', '1', 'app.js'], { cwd: dir, env: { PORT: String(port) } });
+    try {
+      const [pid] = await pidsServing(port, 1);
+      process.kill(pid, 'SIGKILL');
+      await logged(app, /worker 2 replaces worker 1/);
+      expect(app.child.exitCode).toBe(null);
+      expect(app.stderr()).toMatch(/worker 1 \(pid \d+\) killed by SIGKILL/);
+    } finally {
+      app.kill();
+    }
+  }, 20000);
+});
