@@ -249,3 +249,214 @@ describe('boot failures end within seconds, the cause in the last line, exit 2',
     }
   }, 20000);
 });
+
+describe('started through npm', () => {
+  // Only the wrapper gets the signal (as systemd or docker stop would send
+  // it to the process they started); the primary must not outlive it.
+  for (const [name, argv, scripts] of [
+    ['npm start', ['npm', 'start'], { start: 'rcluster -i 2 app.js' }],
+    ['npx rcluster', ['npx', '--offline', 'rcluster', '-i', '2', 'app.js'], {}],
+  ]) {
+    test(`${name}: SIGTERM to the wrapper leaves no process`, async () => {
+      const port = await freePort();
+      const dir = appDir(`wrapped-${argv[0]}`, {
+        'app.js': httpApp('v'),
+        'package.json': JSON.stringify({ name: 'wrapped', version: '1.0.0', private: true, scripts }),
+      });
+      const child = spawn(argv[0], argv.slice(1), {
+        cwd: dir, env: { ...process.env, PORT: String(port), npm_config_update_notifier: 'false' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+      });
+      let err = '';
+      child.stderr.on('data', (d) => { err += d; });
+      child.stdout.resume();
+      try {
+        const pids = await pidsServing(port, 2, 20000);
+        expect(pids.size).toBe(2);
+        expect(await waitFor(() => /primary pid (\d+)/.test(err), 5000)).toBe(true);
+        const primary = Number(/primary pid (\d+)/.exec(err)[1]);
+        process.kill(child.pid, 'SIGTERM');
+        const all = [primary, ...pids];
+        expect(await waitFor(() => all.every((p) => !alive(p)), 10000)).toBe(true);
+      } finally {
+        killGroup(child.pid);
+      }
+    }, 40000);
+  }
+});
+
+test('--sticky ip: each client address stays on one worker, and the addresses cover every worker', async () => {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const dir = appDir('sticky', { 'app.js': httpApp('v') });
+  const app = start(['-i', '2', '--sticky', 'ip', '--metrics', `127.0.0.1:${metricsPort}`, 'app.js'],
+    { cwd: dir, env: { PORT: String(port) } });
+  const from = (localAddress) => new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, localAddress, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(Number(body.split(' ').pop())));
+    }).on('error', reject);
+  });
+  try {
+    // Both listening first: until then a missing worker's clients go elsewhere.
+    expect(await waitFor(async () => {
+      try {
+        const { body } = await scrape(metricsPort);
+        return Number(metric(parsePrometheus(body), 'rcluster_workers_listening')[0].value) === 2;
+      } catch {
+        return false;
+      }
+    }, 10000)).toBe(true);
+    const homes = new Map();
+    for (let round = 0; round < 4; round++) {
+      for (let i = 2; i < 22; i++) {
+        const addr = `127.0.0.${i}`;
+        const pid = await from(addr);
+        if (!homes.has(addr)) homes.set(addr, pid);
+        expect([addr, pid]).toEqual([addr, homes.get(addr)]);
+      }
+    }
+    expect(new Set(homes.values()).size).toBe(2);
+  } finally {
+    app.kill();
+  }
+}, 30000);
+
+test('--ready-on message: an app that never listens reloads once its workers send \'ready\'', async () => {
+  const dir = appDir('consumer', {
+    'consumer.js': `'use strict';
+setInterval(() => {}, 1000); // a queue consumer: no server
+setTimeout(() => process.send('ready'), 100);
+console.log(JSON.stringify({ started: process.pid }));
+`,
+  });
+  const app = start(['-i', '2', '--ready-on', 'message', '--reload-timeout', '10000', 'consumer.js'], { cwd: dir });
+  try {
+    expect(await waitFor(() => (app.stdout().match(/started/g) || []).length === 2, 10000)).toBe(true);
+    await sleep(300);
+    process.kill(app.child.pid, 'SIGHUP');
+    await logged(app, /reloaded: 1->3, 2->4|reloaded: 2->3, 1->4/);
+    process.kill(app.child.pid, 'SIGTERM');
+    expect(await app.exited).toEqual({ code: 0, signal: null });
+  } finally {
+    app.kill();
+  }
+}, 30000);
+
+test('as PID 1 of a new PID namespace it reaps the orphans of the app\'s children, and drains on SIGTERM', async () => {
+  const port = await freePort();
+  const dir = appDir('pid1', {
+    'app.js': `'use strict';
+const http = require('node:http');
+const { execFile } = require('node:child_process');
+// A shell-out that leaves a background process behind, as image tools do.
+http.createServer((req, res) => {
+  execFile('sh', ['-c', 'sleep 0.2 & exit 0'], (err) => res.end((err ? 'error ' : 'ok ') + process.pid));
+}).listen(Number(process.env.PORT), '127.0.0.1');
+`,
+  });
+  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, BIN, '-i', '2', 'app.js'], {
+    cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  });
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  child.stdout.resume();
+  const exited = new Promise((r) => child.on('close', (code, signal) => r({ code, signal })));
+  // The primary's pid out here: unshare's one child.
+  const primary = () => {
+    try {
+      return Number(fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) || null;
+    } catch {
+      return null;
+    }
+  };
+  const zombiesOf = (ppid) => fs.readdirSync('/proc').filter((f) => /^\d+$/.test(f)).filter((pid) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const [state, parent] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return state === 'Z' && Number(parent) === ppid;
+    } catch {
+      return false;
+    }
+  }).length;
+  try {
+    expect(await waitFor(() => /primary pid 1\b/.test(err), 10000)).toBe(true);
+    expect((await pidsServing(port, 2)).size).toBe(2);
+    for (let i = 0; i < 30; i++) expect(await get(port)).toMatch(/^ok \d+$/);
+    await sleep(1500); // the background sleeps end and are re-parented to PID 1
+    const pid1 = primary();
+    expect(pid1).toBeGreaterThan(1);
+    expect(zombiesOf(pid1)).toBe(0);
+    process.kill(pid1, 'SIGTERM');
+    expect(await exited).toEqual({ code: 0, signal: null });
+    expect(err).toMatch(/shutting down 2 worker/);
+  } finally {
+    killGroup(child.pid);
+  }
+}, 40000);
+
+describe('smaller things', () => {
+  test('a directory runs as node <dir> does; one without an entry is refused', async () => {
+    const port = await freePort();
+    const dir = appDir('dirapp', {
+      'package.json': JSON.stringify({ name: 'dirapp', main: 'server.js' }),
+      'server.js': httpApp('dir'),
+    });
+    const app = start(['-i', '1', '.'], { cwd: dir, env: { PORT: String(port) } });
+    try {
+      expect((await pidsServing(port, 1)).size).toBe(1);
+      expect(await get(port)).toMatch(/^dir \d+$/);
+    } finally {
+      app.kill();
+    }
+    const empty = appDir('emptydir', {});
+    const r = run(['.'], { cwd: empty });
+    expect(r.status).toBe(66);
+    expect(r.stderr).toMatch(/no app in the directory .*emptydir: it has no package.json "main" and no index.js/);
+  }, 20000);
+
+  test('-i: above 1024 refused, above 4x the CPUs a warning; a typo\'d flag gets a suggestion', () => {
+    const big = run(['-i', '5000', 'esm-app.mjs']);
+    expect(big.status).toBe(64);
+    expect(big.stderr).toMatch(/--instances: expected at most 1024 workers, got "5000"/);
+    const typo = run(['--instance', '2', 'esm-app.mjs']);
+    expect(typo.status).toBe(64);
+    expect(typo.stderr.split('\n')[0]).toBe('rcluster: unknown option --instance (did you mean --instances?)');
+    expect(run(['--instances']).stderr.split('\n')[0]).toBe('rcluster: option --instances needs a value');
+    expect(run(['--kill-signal', 'SIGNOPE', 'esm-app.mjs']).stderr).toMatch(/--kill-signal: expected a signal name/);
+    expect(run(['--sticky', 'cookie', 'esm-app.mjs']).stderr).toMatch(/--sticky: expected ip or off/);
+    expect(run(['--ready-on', 'soon', 'esm-app.mjs']).stderr).toMatch(/--ready-on: expected listening or message/);
+  });
+
+  test('-i above 4x the CPUs: a warning, and it runs', async () => {
+    const dir = appDir('many', { 'app.js': "setTimeout(() => {}, 60000);\n" });
+    const n = 4 * os.availableParallelism() + 1;
+    const app = start(['-i', String(n), 'app.js'], { cwd: dir });
+    try {
+      await logged(app, /starting \d+ worker/);
+      expect(app.stderr()).toMatch(new RegExp(`warning: ${n} workers for \\d+ CPU\\(s\\)`));
+    } finally {
+      app.kill();
+    }
+  }, 20000);
+
+  test('the worker hook is not in the environment of the workers\' own children', async () => {
+    const port = await freePort();
+    const dir = appDir('children', {
+      'app.js': `'use strict';
+const http = require('node:http');
+const { execFileSync } = require('node:child_process');
+http.createServer((req, res) => {
+  res.end(execFileSync(process.execPath, ['-p', 'JSON.stringify([process.env.NODE_OPTIONS ?? null, require.cache[require.resolve("rcluster/lib/worker.js")] !== undefined])']));
+}).listen(Number(process.env.PORT), '127.0.0.1');
+`,
+    });
+    const app = start(['-i', '1', 'app.js'], { cwd: dir, env: { PORT: String(port), NODE_OPTIONS: '--no-warnings' } });
+    try {
+      expect(await waitFor(async () => { try { await get(port); return true; } catch { return false; } }, 10000)).toBe(true);
+      expect(JSON.parse(await get(port))).toEqual(['--no-warnings', false]);
+    } finally {
+      app.kill();
+    }
+  }, 20000);
+});
