@@ -33,8 +33,25 @@ declare namespace cluster {
     restart?: boolean | RestartOptions;
     /** The hung-worker watchdog. Off by default. */
     heartbeat?: boolean | HeartbeatOptions;
-    /** When a reloaded worker counts as ready: 'listening' (default) or 'ready' (cluster.worker.ready()). */
+    /**
+     * When a reloaded worker counts as ready: 'listening' (default) or
+     * 'ready' (cluster.worker.ready(), or the plain message 'ready' from
+     * process.send('ready'), as PM2's wait_ready).
+     */
     readiness?: 'listening' | 'ready';
+    /**
+     * A signal each worker being stopped by shutdown() or reload() gets with
+     * the disconnect, so the app's own shutdown code runs (the rcluster
+     * command: SIGTERM). An app with no handler for it drains, then exits 0.
+     * Unset by default: only the disconnect, as worker.disconnect().
+     */
+    killSignal?: NodeJS.Signals;
+    /**
+     * Reap zombie children nobody owns (orphans adopted as PID 1 or a child
+     * subreaper), never a worker or a child the app spawned. 'auto': only
+     * when this process is PID 1 or a child subreaper. Native engine only.
+     */
+    reapOrphans?: boolean | 'auto';
     /**
      * Sticky placement: every connection from one client address reaches the
      * same worker (a hash of the address into 64 buckets, each a worker

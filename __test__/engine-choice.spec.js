@@ -47,3 +47,18 @@ test('the portable engine: SCHED_REUSEPORT and sticky fall back to Node\'s place
   expect(r.stderr.match(/RCLUSTER_NO_REUSEPORT/g)).toHaveLength(1);
   expect(r.stderr.match(/RCLUSTER_NO_STICKY/g)).toHaveLength(1);
 });
+
+test('supervision options are checked the same on both engines', () => {
+  for (const engine of ['native', 'node']) {
+    const r = probe(`const c = require('.');
+      for (const o of [{ killSignal: 'SIGNOPE' }, { killSignal: 15 }, { reapOrphans: 'yes' }, { readiness: 'soon' }]) {
+        try { c.setupPrimary(o); console.log('accepted') } catch (e) { console.log(e.name, e.code) }
+      }
+      c.setupPrimary({ killSignal: 'SIGTERM', reapOrphans: 'auto', readiness: 'ready' });
+      console.log(c.settings.killSignal, c.settings.reapOrphans)`, { RCLUSTER_ENGINE: engine });
+    expect([engine, r.stdout.split('\n')]).toEqual([engine, [
+      'TypeError ERR_UNKNOWN_SIGNAL', 'TypeError ERR_UNKNOWN_SIGNAL', 'TypeError ERR_INVALID_ARG_VALUE', 'TypeError ERR_INVALID_ARG_VALUE',
+      'SIGTERM auto',
+    ]]);
+  }
+});
