@@ -50,7 +50,9 @@ test('the portable engine: SCHED_REUSEPORT and sticky fall back to Node\'s place
 
 test('supervision options are checked the same on both engines', () => {
   for (const engine of ['native', 'node']) {
+    // (node -e has no script: exec is given.)
     const r = probe(`const c = require('.');
+      c.setupPrimary({ exec: 'app.js' });
       for (const o of [{ killSignal: 'SIGNOPE' }, { killSignal: 15 }, { reapOrphans: 'yes' }, { readiness: 'soon' }]) {
         try { c.setupPrimary(o); console.log('accepted') } catch (e) { console.log(e.name, e.code) }
       }
