@@ -157,7 +157,14 @@ interface RclusterExtensions {
   /** Per-worker numbers, easy to export (e.g. as Prometheus gauges). */
   metrics(): cluster.Metrics;
   /** `metrics()` as Prometheus text exposition (format 0.0.4). */
-  metricsText(): string;
+  metricsText(options?: { app?: false; timeout?: number }): string;
+  /**
+   * With `app: true`: rcluster's series, then the app's own prom-client
+   * metrics merged across the live workers (each metric's aggregator), and
+   * rcluster_metrics_workers_missing for workers that did not answer within
+   * `timeout` ms (default 1000). `perWorker`: labelled by worker instead.
+   */
+  metricsText(options: { app: true; perWorker?: boolean; timeout?: number }): Promise<string>;
   /** Liveness and readiness, for Kubernetes-style probes. */
   health(): cluster.Health;
   /** CPUs this process may use: affinity, cpuset and the cgroup CPU quota; at least 1. */

@@ -12,7 +12,10 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const parsePrometheus = require('parse-prometheus-text-format');
-const { ROOT, alive, waitFor, killGroup, get } = require('./helpers');
+const { ROOT, PORTABLE, alive, waitFor, killGroup, get } = require('./helpers');
+
+// Under test:portable: what needs the native engine (sticky placement, waitpid of an orphan) skips.
+const nativeTest = PORTABLE ? test.skip : test;
 const { BIN, FIXTURES, freePort, start, pidsServing, scrape, metric, run } = require('./cli-helpers');
 
 let tmp;
@@ -284,7 +287,7 @@ describe('started through npm', () => {
   }
 });
 
-test('--sticky ip: each client address stays on one worker, and the addresses cover every worker', async () => {
+nativeTest('--sticky ip: each client address stays on one worker, and the addresses cover every worker', async () => {
   const port = await freePort();
   const metricsPort = await freePort();
   const dir = appDir('sticky', { 'app.js': httpApp('v') });
@@ -343,7 +346,7 @@ console.log(JSON.stringify({ started: process.pid }));
   }
 }, 30000);
 
-test('as PID 1 of a new PID namespace it reaps the orphans of the app\'s children, and drains on SIGTERM', async () => {
+nativeTest('as PID 1 of a new PID namespace it reaps the orphans of the app\'s children, and drains on SIGTERM', async () => {
   const port = await freePort();
   const dir = appDir('pid1', {
     'app.js': `'use strict';

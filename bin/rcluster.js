@@ -31,6 +31,7 @@ Options:
                               a warning above 4x that, at most ${MAX_INSTANCES})
       --metrics <host:port>   serve Prometheus metrics at /metrics (":9464"
                               alone listens on every interface)
+      --metrics-per-worker    the app's own metrics labelled by worker, not merged
       --health <host:port>    serve /livez and /readyz (may be the metrics port)
       --drain-delay <ms>      on SIGTERM/SIGINT, not ready at once but keep
                               serving this long before draining (default 0)
@@ -57,7 +58,8 @@ Options:
 Environment: RCLUSTER_INSTANCES, RCLUSTER_METRICS, RCLUSTER_HEALTH,
 RCLUSTER_DRAIN_DELAY, RCLUSTER_SHUTDOWN_TIMEOUT, RCLUSTER_RELOAD_TIMEOUT,
 RCLUSTER_RESTART (0 or 1), RCLUSTER_MAX_RESTARTS, RCLUSTER_SCHED,
-RCLUSTER_STICKY, RCLUSTER_READY_ON, RCLUSTER_KILL_SIGNAL, RCLUSTER_QUIET (1).
+RCLUSTER_STICKY, RCLUSTER_READY_ON, RCLUSTER_KILL_SIGNAL,
+RCLUSTER_METRICS_PER_WORKER (1), RCLUSTER_QUIET (1).
 Flags win over the environment, the environment over the configuration file.
 
 Signals: SIGHUP or SIGUSR2 reload every worker (rolling, readiness-gated,
@@ -77,6 +79,7 @@ class UsageError extends Error {}
 const OPTIONS = {
   instances: { type: 'string', short: 'i' },
   metrics: { type: 'string' },
+  'metrics-per-worker': { type: 'boolean' },
   health: { type: 'string' },
   'drain-delay': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
@@ -97,6 +100,7 @@ const OPTIONS = {
 const SETTINGS = {
   instances: { flag: '--instances', env: 'RCLUSTER_INSTANCES', parse: instances },
   metrics: { flag: '--metrics', env: 'RCLUSTER_METRICS', parse: hostPort },
+  metricsPerWorker: { flag: '--metrics-per-worker', env: 'RCLUSTER_METRICS_PER_WORKER', parse: bool },
   health: { flag: '--health', env: 'RCLUSTER_HEALTH', parse: hostPort },
   drainDelay: { flag: '--drain-delay', env: 'RCLUSTER_DRAIN_DELAY', parse: ms },
   shutdownTimeout: { flag: '--shutdown-timeout', env: 'RCLUSTER_SHUTDOWN_TIMEOUT', parse: ms },
@@ -111,7 +115,7 @@ const SETTINGS = {
 };
 
 const DEFAULTS = {
-  instances: 'max', metrics: null, health: null, drainDelay: 0, shutdownTimeout: 10000,
+  instances: 'max', metrics: null, metricsPerWorker: false, health: null, drainDelay: 0, shutdownTimeout: 10000,
   reloadTimeout: 30000, restart: true, maxRestarts: 10, sched: null, sticky: false,
   readyOn: 'listening', killSignal: 'SIGTERM', quiet: false,
 };
@@ -442,8 +446,14 @@ function serveProbes(cluster, settings, log) {
     const server = http.createServer((req, res) => {
       const url = req.url.split('?')[0];
       if (what.has('metrics') && url === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-        return res.end(cluster.metricsText());
+        // rcluster's series, then the app's prom-client metrics across the workers.
+        return cluster.metricsText({ app: true, perWorker: settings.metricsPerWorker }).then((text) => {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+          res.end(text);
+        }, (err) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`${err.message}\n`);
+        });
       }
       if (what.has('health') && (url === '/livez' || url === '/healthz')) {
         res.writeHead(200, { 'content-type': 'text/plain' });

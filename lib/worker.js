@@ -110,6 +110,25 @@ function installKillSignal() {
 }
 const kKillSignal = Symbol.for('rcluster.worker.killSignal');
 
+// The app's prom-client metrics, for the primary's /metrics
+// (lib/supervise/appmetrics.js): every prom-client loaded in this worker,
+// its default registry as JSON. None loaded: an empty answer, at once.
+function installAppMetrics() {
+  if (!cluster.isWorker || process[kAppMetrics]) return;
+  process[kAppMetrics] = true;
+  process.on('internalMessage', (msg) => {
+    if (!msg || msg.cmd !== 'NODE_RCLUSTER' || msg.act !== 'appMetrics') return;
+    const registries = Object.keys(require.cache)
+      .filter((f) => /[\\/]prom-client[\\/]index\.js$/.test(f))
+      .map((f) => require.cache[f].exports && require.cache[f].exports.register)
+      .filter((r) => r && typeof r.getMetricsAsJSON === 'function');
+    Promise.all(registries.map((r) => r.getMetricsAsJSON()))
+      .then((lists) => send('appMetrics', { requestId: msg.requestId, metrics: lists.flat() }))
+      .catch((err) => send('appMetrics', { requestId: msg.requestId, metrics: [], error: String(err && err.message) }));
+  });
+}
+const kAppMetrics = Symbol.for('rcluster.worker.appMetrics');
+
 // Put NODE_OPTIONS back as it was before the primary added this hook.
 function restoreNodeOptions() {
   if (!cluster.isWorker || process.env.RCLUSTER_NODE_OPTIONS === undefined) return;
@@ -122,6 +141,7 @@ extendWorker();
 startHeartbeat();
 installDrain();
 installKillSignal();
+installAppMetrics();
 restoreNodeOptions();
 // Under the rcluster command a terminal's Ctrl-C reaches the whole process
 // group; the primary answers it with a graceful shutdown of the workers.

@@ -17,6 +17,9 @@ async function main(): Promise<void> {
   const reloaded = await cluster.reload({ timeout: 10000, concurrency: 1 });
   const down = await cluster.shutdown({ timeout: 10000 });
   const m = cluster.metrics();
+  const text: string = await cluster.metricsText({ app: true, perWorker: false, timeout: 500 });
+  const own: string = cluster.metricsText();
+  console.log(text.length + own.length);
   console.log(reloaded[0].new, down[0].forced, m.workers[0].connectionsInFlight, m.primary.rssBytes);
 }
 void main;

@@ -12,6 +12,7 @@ const { installShutdown } = require('./shutdown');
 const { installReload } = require('./reload');
 const { installMetrics } = require('./metrics');
 const { createReaper } = require('./orphans');
+const { createAppMetrics } = require('./appmetrics');
 
 /**
  * Installs supervision on the primary's cluster object and returns the hooks
@@ -33,7 +34,8 @@ function install(cluster, engine) {
     stopWorker: shutdown.stopWorker,
     crashed: (w) => restart.onExit(w, w.process.exitCode, w.process.signalCode, shutdown.stopping()),
   });
-  installMetrics(cluster, engine, restart);
+  const appMetrics = createAppMetrics(cluster);
+  installMetrics(cluster, engine, restart, appMetrics);
   const reaper = createReaper(engine);
   return {
     configure(settings) {
@@ -50,7 +52,10 @@ function install(cluster, engine) {
     onExit(worker, code, signal) {
       restart.onExit(worker, code, signal, shutdown.stopping());
     },
-    onMessage: hook.onMessage,
+    onMessage(worker, message) {
+      if (message.act === 'appMetrics') appMetrics.onReply(worker, message);
+      else hook.onMessage(worker, message);
+    },
     onUnresponsive(worker) {
       cluster.emit('unresponsive', worker);
     },
