@@ -12,8 +12,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const parsePrometheus = require('parse-prometheus-text-format');
-const { ROOT, get, waitFor, killGroup } = require('./helpers');
-const { freePort, start, scrape, metric } = require('./cli-helpers');
+const { ROOT, get, killGroup } = require('./helpers');
+const { freePort, start, scrape, workersListening: listening } = require('./cli-helpers');
 
 /** Families by name, samples as { labels, value }. */
 async function families(metricsPort) {
@@ -26,17 +26,6 @@ const value = (f, labels = {}) => {
   const s = f.metrics.find((m) => Object.entries(labels).every(([k, v]) => (m.labels || {})[k] === v));
   return s === undefined ? undefined : Number(s.value);
 };
-
-async function listening(metricsPort, n) {
-  return waitFor(async () => {
-    try {
-      const { body } = await scrape(metricsPort);
-      return Number(metric(parsePrometheus(body), 'rcluster_workers_listening')[0].value) === n;
-    } catch {
-      return false;
-    }
-  }, 15000);
-}
 
 for (const n of [2, 4]) {
   test(`${n} workers: counters and histograms are sums, gauges follow their aggregator, default metrics are there`, async () => {

@@ -75,4 +75,17 @@ function run(args, opts = {}) {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: FIXTURES, timeout: 10000, ...opts });
 }
 
-module.exports = { BIN, FIXTURES, freePort, start, pidsServing, scrape, metric, workerCount, run };
+/** Waits until the command's /metrics says `n` workers listen; false after `ms`. */
+async function workersListening(metricsPort, n, ms = 15000) {
+  const { waitFor } = require('./helpers');
+  return waitFor(async () => {
+    try {
+      const { body } = await scrape(metricsPort);
+      return Number(metric(parsePrometheus(body), 'rcluster_workers_listening')[0].value) === n;
+    } catch {
+      return false;
+    }
+  }, ms);
+}
+
+module.exports = { workersListening, BIN, FIXTURES, freePort, start, pidsServing, scrape, metric, workerCount, run };

@@ -16,7 +16,7 @@ const { ROOT, PORTABLE, alive, waitFor, killGroup, get } = require('./helpers');
 
 // Under test:portable: what needs the native engine (sticky placement, waitpid of an orphan) skips.
 const nativeTest = PORTABLE ? test.skip : test;
-const { BIN, FIXTURES, freePort, start, pidsServing, scrape, metric, run } = require('./cli-helpers');
+const { BIN, freePort, start, pidsServing, scrape, metric, run, workersListening } = require('./cli-helpers');
 
 let tmp;
 beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcluster-prod-')); });
@@ -302,14 +302,7 @@ nativeTest('--sticky ip: each client address stays on one worker, and the addres
   });
   try {
     // Both listening first: until then a missing worker's clients go elsewhere.
-    expect(await waitFor(async () => {
-      try {
-        const { body } = await scrape(metricsPort);
-        return Number(metric(parsePrometheus(body), 'rcluster_workers_listening')[0].value) === 2;
-      } catch {
-        return false;
-      }
-    }, 10000)).toBe(true);
+    expect(await workersListening(metricsPort, 2)).toBe(true);
     const homes = new Map();
     for (let round = 0; round < 4; round++) {
       for (let i = 2; i < 22; i++) {
