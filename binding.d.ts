@@ -126,7 +126,7 @@ export interface SpawnResult {
  * receives what workers sent and what became of them (see `DeliveryArgs`).
  * Later calls are no-ops.
  */
-export declare function start(onDelivery: (arg: DeliveryArgs) => void, policy: number, sticky: boolean): void
+export declare function start(onDelivery: (arg: DeliveryArgs) => void, policy: number, sticky: boolean, leastConnections: boolean): void
 
 /**
  * Turns on the hung-worker watchdog (SIGABRT after `timeoutMs` without a

@@ -22,10 +22,14 @@ if (cluster.isPrimary) {
 } else {
   let count = 0;
   let conns = 0;
-  http.createServer((req, res) => {
+  // PID_BODY=1: the answer names the worker, and connections stay open (the
+  // long-lived connection scenarios, bench/long-lived.js).
+  const body = process.env.PID_BODY === '1' ? `${process.pid}\n` : 'Hello World\n';
+  const server = http.createServer((req, res) => {
     count++;
-    res.end('Hello World\n');
+    res.end(body);
   }).on('connection', () => { conns++; }).listen(Number(process.env.PORT || 0), process.env.HOST || '127.0.0.1');
+  if (process.env.PID_BODY === '1') server.keepAliveTimeout = 60000;
   process.on('message', (m) => {
     if (m === 'count?') process.send({ count, conns });
   });
@@ -34,6 +38,13 @@ if (cluster.isPrimary) {
 function primaryHttp() {
   const n = Number(process.env.WORKERS || 2);
   if (process.env.STICKY === '1') cluster.setupPrimary({ sticky: 'ip' });
+  if (process.env.BALANCE) cluster.setupPrimary({ balance: process.env.BALANCE });
+  // REPLACE=1: a worker that dies is replaced, as Node's docs show.
+  if (process.env.REPLACE === '1') {
+    cluster.on('exit', (w) => {
+      if (!w.exitedAfterDisconnect) cluster.fork();
+    });
+  }
   let listening = 0;
   cluster.on('listening', (w, address) => {
     if (++listening === n) report({ ready: address.port });

@@ -132,6 +132,17 @@ async function manyClientsRun(m, sticky, addresses = 40) {
   return lines.find((l) => l.rps).rps;
 }
 
+// Long-lived connections (bench/long-lived.js): open connections per worker
+// at the end, max/min. `env`: the app's (policy, BALANCE); `opts`: the
+// scenario (burst, replace).
+async function longLivedRun(m, env, workers, opts) {
+  const { longLived } = require('./long-lived');
+  const lines = await runApp(m, { SCENARIO: 'http', PID_BODY: '1', WORKERS: String(workers), REPLACE: opts.replace ? '1' : '0', ...env },
+    async ({ ready }) => ({ longLived: await longLived(ready, { workers, ...opts }) }));
+  process.stderr.write('.');
+  return lines.find((l) => l.longLived).longLived.ratio;
+}
+
 async function main() {
   const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
   if (!haveWrk) console.error('wrk not found: HTTP workloads skipped (apt-get install wrk)');
@@ -173,6 +184,21 @@ async function main() {
           if (conns) add(`connections max/min after a burst of 64 keep-alive, ${workers} workers, ${POLICY_NAMES[policy]}`, m, spread(conns));
         }
       }
+    }
+    // Long-lived connections placed over time: node:cluster's round-robin,
+    // rcluster's default (steering by open connections) and rcluster's
+    // SCHED_RR with balance: 'least-connections'.
+    for (const workers of [2, 8]) {
+      for (const replace of [false, true]) {
+        const name = `open connections max/min, 240 arriving at 60/s, a third closing midway${replace ? ', a worker replaced' : ''}, ${workers} workers`;
+        for (const m of mods) {
+          add(`${name} (node: SCHED_RR, rcluster: default)`, m, await longLivedRun(m, m === 'rcluster' ? {} : { NODE_CLUSTER_SCHED_POLICY: 'rr' }, workers, { replace }));
+        }
+        add(`${name} (node: SCHED_RR, rcluster: SCHED_RR least-connections)`, 'rcluster',
+          await longLivedRun('rcluster', { NODE_CLUSTER_SCHED_POLICY: 'rr', BALANCE: 'least-connections' }, workers, { replace }));
+      }
+      add(`open connections max/min after a burst of 64 keep-alive, ${workers} workers (node: SCHED_RR, rcluster: SCHED_RR least-connections)`, 'rcluster',
+        await longLivedRun('rcluster', { NODE_CLUSTER_SCHED_POLICY: 'rr', BALANCE: 'least-connections' }, workers, { burst: true, total: 64 }));
     }
     // sticky: 'ip' against rcluster's default placement, 40 client addresses.
     for (const sticky of round % 2 ? [true, false] : [false, true]) {
@@ -217,6 +243,12 @@ async function main() {
         const theirs = (results[metric.replace('SCHED_REUSEPORT', pol)] || {})['node:cluster'];
         if (theirs) row(`${metric} (node: ${pol})`, theirs, byModule.rcluster);
       }
+    } else if (metric.includes('least-connections')) {
+      // Against node:cluster's round-robin in the same scenario.
+      const base = metric.replace(' (node: SCHED_RR, rcluster: SCHED_RR least-connections)', '');
+      const theirs = (results[`${base} (node: SCHED_RR, rcluster: default)`] || {})['node:cluster'] ||
+        (results[`connections max/min after a burst of 64 keep-alive, ${/(\d) workers/.exec(metric)[1]} workers, SCHED_RR`] || {})['node:cluster'];
+      if (theirs) row(metric, theirs, byModule.rcluster);
     } else {
       row(metric, results[metric.replace(', rcluster restart: true', '')]['node:cluster'], byModule.rcluster);
     }

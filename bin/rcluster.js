@@ -42,6 +42,9 @@ Options:
       --sched <rr|none|reuseport>  scheduling policy (default reuseport)
       --sticky <ip|off>       keep each client address on one worker (for
                               socket.io and other session-bound protocols)
+      --balance least-connections  where the primary hands connections out
+                              (--sched rr), the next goes to the worker with
+                              the fewest open ones
       --ready-on <listening|message>  when a worker is ready (for reload and
                               boot): it listens (default), or it sends the
                               message 'ready' (process.send('ready'), as PM2's
@@ -58,7 +61,7 @@ Options:
 Environment: RCLUSTER_INSTANCES, RCLUSTER_METRICS, RCLUSTER_HEALTH,
 RCLUSTER_DRAIN_DELAY, RCLUSTER_SHUTDOWN_TIMEOUT, RCLUSTER_RELOAD_TIMEOUT,
 RCLUSTER_RESTART (0 or 1), RCLUSTER_MAX_RESTARTS, RCLUSTER_SCHED,
-RCLUSTER_STICKY, RCLUSTER_READY_ON, RCLUSTER_KILL_SIGNAL,
+RCLUSTER_STICKY, RCLUSTER_BALANCE, RCLUSTER_READY_ON, RCLUSTER_KILL_SIGNAL,
 RCLUSTER_METRICS_PER_WORKER (1), RCLUSTER_QUIET (1).
 Flags win over the environment, the environment over the configuration file.
 
@@ -88,6 +91,7 @@ const OPTIONS = {
   'max-restarts': { type: 'string' },
   sched: { type: 'string' },
   sticky: { type: 'string' },
+  balance: { type: 'string' },
   'ready-on': { type: 'string' },
   'kill-signal': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
@@ -109,6 +113,7 @@ const SETTINGS = {
   maxRestarts: { flag: '--max-restarts', env: 'RCLUSTER_MAX_RESTARTS', parse: count },
   sched: { flag: '--sched', env: 'RCLUSTER_SCHED', parse: sched },
   sticky: { flag: '--sticky', env: 'RCLUSTER_STICKY', parse: sticky },
+  balance: { flag: '--balance', env: 'RCLUSTER_BALANCE', parse: balance },
   readyOn: { flag: '--ready-on', env: 'RCLUSTER_READY_ON', parse: readyOn },
   killSignal: { flag: '--kill-signal', env: 'RCLUSTER_KILL_SIGNAL', parse: signal },
   quiet: { flag: '--quiet', env: 'RCLUSTER_QUIET', parse: bool },
@@ -116,7 +121,7 @@ const SETTINGS = {
 
 const DEFAULTS = {
   instances: 'max', metrics: null, metricsPerWorker: false, health: null, drainDelay: 0, shutdownTimeout: 10000,
-  reloadTimeout: 30000, restart: true, maxRestarts: 10, sched: null, sticky: false,
+  reloadTimeout: 30000, restart: true, maxRestarts: 10, sched: null, sticky: false, balance: null,
   readyOn: 'listening', killSignal: 'SIGTERM', quiet: false,
 };
 
@@ -162,6 +167,11 @@ function sticky(v, where) {
   if (v === false || v === 'off' || v === 'none' || v === '0' || v === 'false') return false;
   if (v === 'ip') return 'ip';
   throw bad(where, v, 'ip or off');
+}
+
+function balance(v, where) {
+  if (v === null || v === 'least-connections') return v;
+  throw bad(where, v, 'least-connections');
 }
 
 function readyOn(v, where) {
@@ -303,6 +313,7 @@ function main(settings) {
     readiness: settings.readyOn === 'message' ? 'ready' : 'listening',
     killSignal: settings.killSignal,
     sticky: settings.sticky || false,
+    ...(settings.balance ? { balance: settings.balance } : {}),
     // As a container's PID 1 (or a child subreaper), reap adopted orphans.
     reapOrphans: 'auto',
     // The workers' stderr comes through the primary, which forwards it and

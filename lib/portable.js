@@ -9,7 +9,7 @@
 //
 // What it lacks, by design: SCHED_REUSEPORT and its BPF steering (asking for
 // it falls back to Node's default policy with a warning), sticky sessions
-// (ignored with a warning), the stealer and the engine's connection counts,
+// and least-connections (ignored with a warning), the stealer and the engine's connection counts,
 // and the native watchdog's own channel reads (here the watchdog runs on the
 // JS thread, so a primary whose JS is stuck cannot judge its workers).
 //
@@ -64,6 +64,12 @@ cluster.setupPrimary = function setupPrimary(options) {
   supervise.validateSupervision(settings);
   if (settings.sticky !== undefined && settings.sticky !== false && settings.sticky !== 'ip') {
     throw errors.ERR_INVALID_ARG_VALUE('options.sticky', settings.sticky, "must be one of: false, 'ip'");
+  }
+  if (settings.balance !== undefined && settings.balance !== 'least-connections') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.balance', settings.balance, "must be one of: undefined, 'least-connections'");
+  }
+  if (settings.balance === 'least-connections') {
+    warnOnce('RCLUSTER_NO_BALANCE', "balance: 'least-connections' needs rcluster's native engine; the portable engine places connections as node:cluster does");
   }
   if (settings.sticky === 'ip') {
     warnOnce('RCLUSTER_NO_STICKY', "sticky: 'ip' needs rcluster's native engine; the portable engine places connections as node:cluster does");

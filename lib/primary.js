@@ -177,6 +177,9 @@ function validateSettings(s) {
   if (s.sticky !== undefined && s.sticky !== false && s.sticky !== 'ip') {
     throw errors.ERR_INVALID_ARG_VALUE('options.sticky', s.sticky, "must be one of: false, 'ip'");
   }
+  if (s.balance !== undefined && s.balance !== 'least-connections') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.balance', s.balance, "must be one of: undefined, 'least-connections'");
+  }
   if (s.serialization !== undefined && s.serialization !== 'json' && s.serialization !== 'advanced') {
     throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
       "must be one of: undefined, 'json', 'advanced'");
@@ -283,7 +286,8 @@ function forkWorker(env, replacing) {
   cluster.setupPrimary();
   if (!started) {
     // Placement is frozen here, as Node freezes schedulingPolicy at the first fork.
-    native.start(onDelivery, schedulingPolicy, cluster.settings.sticky === 'ip');
+    native.start(onDelivery, schedulingPolicy, cluster.settings.sticky === 'ip',
+      cluster.settings.balance === 'least-connections');
     started = true;
   }
   const id = ++ids;

@@ -44,6 +44,8 @@ function prometheusText(m) {
     w.map((x) => [id(x), x.eventLoopDelayMs === null ? null : x.eventLoopDelayMs / 1000]));
   family(out, 'rcluster_worker_connections_dispatched_total', 'counter', 'Connections the primary handed to the worker.',
     w.map((x) => [id(x), x.connectionsDispatched]));
+  family(out, 'rcluster_worker_connections_open', 'gauge', 'Connections open on the worker\'s servers (from its worker hook).',
+    w.map((x) => [id(x), x.connectionsOpen]));
   return `${out.join('\n')}\n`;
 }
 

@@ -129,6 +129,42 @@ function installAppMetrics() {
 }
 const kAppMetrics = Symbol.for('rcluster.worker.appMetrics');
 
+// Open connections of this worker's servers, reported to the primary when
+// they change (at most every REPORT_MS, and only while connected): its
+// placement follows them (least-connections under SCHED_RR, the steering
+// weights under SCHED_REUSEPORT) and metrics() shows them. `closed` counts
+// the closes since the last report, for the primary's own +1-at-hand-off
+// counts.
+const REPORT_MS = 25;
+function installConnectionCount() {
+  if (!cluster.isWorker || process[kConnections]) return;
+  process[kConnections] = true;
+  let open = 0;
+  let closed = 0;
+  let timer = null;
+  let reported = 0;
+  const report = () => {
+    timer = null;
+    if (open === reported && closed === 0) return;
+    send('connections', { open, closed });
+    reported = open;
+    closed = 0;
+  };
+  const changed = () => {
+    if (timer === null) timer = setTimeout(report, REPORT_MS).unref();
+  };
+  require('node:diagnostics_channel').subscribe('net.server.socket', ({ socket }) => {
+    open++;
+    changed();
+    socket.once('close', () => {
+      open--;
+      closed++;
+      changed();
+    });
+  });
+}
+const kConnections = Symbol.for('rcluster.worker.connections');
+
 // Put NODE_OPTIONS back as it was before the primary added this hook.
 function restoreNodeOptions() {
   if (!cluster.isWorker || process.env.RCLUSTER_NODE_OPTIONS === undefined) return;
@@ -142,6 +178,7 @@ startHeartbeat();
 installDrain();
 installKillSignal();
 installAppMetrics();
+installConnectionCount();
 restoreNodeOptions();
 // Under the rcluster command a terminal's Ctrl-C reaches the whole process
 // group; the primary answers it with a graceful shutdown of the workers.

@@ -47,6 +47,7 @@ pub fn start(
   on_delivery: Function<FnArgs<DeliveryArgs>, ()>,
   policy: u32,
   sticky: bool,
+  least_connections: bool,
 ) -> Result<()> {
   if ENGINE.get().is_some() {
     return Ok(());
@@ -74,6 +75,7 @@ pub fn start(
   let placement = Placement {
     policy,
     sticky,
+    least_connections,
     key_rule: KeyRule::for_node_major(major),
   };
   let engine = Engine::start(Arc::new(sink), placement, js_reads).map_err(js_error)?;

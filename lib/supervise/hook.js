@@ -6,7 +6,7 @@
 
 const path = require('node:path');
 const { resolveHeartbeat } = require('./validate');
-const { kHeartbeat } = require('./keys');
+const { kHeartbeat, kConnections } = require('./keys');
 
 const WORKER_HOOK = path.join(__dirname, '..', 'worker.js');
 // NODE_OPTIONS quotes as a shell would: a path with spaces stays one word.
@@ -58,6 +58,8 @@ function createHook(engine) {
   function onMessage(worker, msg) {
     if (msg.act === 'heartbeat') {
       worker[kHeartbeat] = { rss: msg.rss, eventLoopDelayMs: msg.eventLoopDelayMs, at: Date.now() };
+    } else if (msg.act === 'connections') {
+      worker[kConnections] = msg.open;
     } else if (msg.act === 'ready') {
       worker.emit('ready');
     }

@@ -10,5 +10,6 @@ module.exports = {
   kHeartbeat: Symbol('rcluster.heartbeat'), // the last heartbeat's numbers
   kCandidate: Symbol('rcluster.candidate'), // a reload's replacement, not ready yet
   kSuccessor: Symbol('rcluster.successor'), // the reload's replacement on its way for this worker
+  kConnections: Symbol('rcluster.connections'), // open connections, as its worker hook last reported
   kLastWords: Symbol('rcluster.lastWords'), // what it last wrote to stderr that names a cause
 };

@@ -54,11 +54,13 @@ pub(crate) async fn run(
   let Placement {
     policy,
     sticky,
+    least_connections,
     key_rule,
   } = placement;
   let state: Shared = Rc::new(RefCell::new(State {
     policy,
     sticky,
+    least_connections,
     key_rule,
     js_reads: js_reads && policy != crate::sched::SCHED_RR,
     watchdog: None,

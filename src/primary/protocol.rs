@@ -18,6 +18,7 @@ use crate::ipc::json::{is_internal, Frame};
 use crate::sched::handle::{Added, Handle};
 use crate::sched::key::{backlog, handle_key};
 use crate::sched::listen::Target;
+use crate::sched::Spread;
 
 /// Handles everything one read produced; emits the resulting events as one
 /// batch, ending with `caught`'s marker when JS read it (see `reader`).
@@ -145,6 +146,18 @@ fn on_internal(
           beat.heard(now);
         }
       }
+      if cmd == "NODE_RCLUSTER" && msg["act"] == "connections" {
+        // The worker hook's count of its open connections: placement follows it.
+        let count = |k: &str| {
+          msg[k]
+            .as_u64()
+            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
+        };
+        let (open, closed) = (count("open"), count("closed"));
+        for handle in st.handles.values_mut() {
+          handle.connections(id, open, closed);
+        }
+      }
       events.push(Event::Internal {
         id,
         json: msg.to_string(),
@@ -215,7 +228,10 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
         Handle::create(
           &EngineLink::new(state),
           st.policy,
-          st.sticky,
+          Spread {
+            sticky: st.sticky,
+            least_connections: st.least_connections,
+          },
           &key,
           target,
           backlog,

@@ -18,6 +18,8 @@ pub(crate) struct State {
   pub policy: u32,
   /// Sticky placement by client address (`setupPrimary({ sticky: 'ip' })`).
   pub sticky: bool,
+  /// `setupPrimary({ balance: 'least-connections' })`.
+  pub least_connections: bool,
   /// How queryServer keys are built: as the Node line the primary runs on.
   pub key_rule: KeyRule,
   /// The JS thread reads channels (except under SCHED_RR).

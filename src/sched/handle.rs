@@ -19,7 +19,7 @@ use super::round_robin::RoundRobin;
 use super::round_robin_handle::RrHandle;
 use super::shared::SharedHandle;
 use super::steal::{Group, Stealer, Watcher};
-use super::{SCHED_NONE, SCHED_REUSEPORT};
+use super::{Spread, SCHED_NONE, SCHED_REUSEPORT};
 use crate::error::Result;
 
 /// The child_process type a TCP or unix listen socket travels as.
@@ -66,7 +66,7 @@ impl Handle {
   pub fn create<D: Dispatcher>(
     engine: &D,
     policy: u32,
-    sticky: bool,
+    spread: Spread,
     key: &str,
     target: Target,
     backlog: i32,
@@ -90,7 +90,7 @@ impl Handle {
       let group = Rc::new(RefCell::new(Group {
         pool,
         target: target.with_port(port),
-        stealer: Stealer::new(sticky),
+        stealer: Stealer::new(spread),
       }));
       Kind::ReusePort {
         _watcher: Watcher::start(engine, key, &group),
@@ -105,7 +105,7 @@ impl Handle {
       } else if policy != SCHED_NONE {
         // Unix sockets have no SO_REUSEPORT: under that policy they are round-robin.
         Kind::RoundRobin(RrHandle::new(
-          engine, key, bound, backlog, inherited, sticky,
+          engine, key, bound, backlog, inherited, spread,
         )?)
       } else {
         Kind::Shared(SharedHandle::new(bound, NET_NATIVE))
@@ -182,6 +182,7 @@ impl Handle {
       Kind::ReusePort { group, .. } => {
         let Group { pool, stealer, .. } = &mut *group.borrow_mut();
         stealer.rr.remove(worker);
+        stealer.open.remove(&worker);
         let close = pool.remove(worker, on_purpose);
         stealer.steer(pool);
         close
@@ -212,6 +213,25 @@ impl Handle {
       rr,
       key_json: &self.key_json,
     })
+  }
+
+  /// Worker `worker`'s hook reports `open` connections open and `closed`
+  /// closed since its last report: round-robin's counts (least-connections)
+  /// and SO_REUSEPORT's steering weights follow them.
+  pub fn connections(&mut self, worker: u32, open: u32, closed: u32) {
+    match &mut self.kind {
+      Kind::RoundRobin(h) => h.rr.borrow_mut().closed(worker, closed),
+      Kind::ReusePort { group, .. } => {
+        let Group { pool, stealer, .. } = &mut *group.borrow_mut();
+        if pool.has(worker) {
+          stealer.open.insert(worker, open);
+          stealer.rr.closed(worker, closed);
+          // Re-weigh at once rather than at the stealer's next look.
+          stealer.steer(pool);
+        }
+      }
+      Kind::Shared(_) => {}
+    }
   }
 
   /// The worker answered one `newconn` (accepted it or not).
@@ -265,7 +285,16 @@ mod tests {
   }
 
   fn create(policy: u32, target: Target, rec: &Recorder) -> Handle {
-    Handle::create(rec, policy, false, "k", target, 511, json!(null)).unwrap()
+    Handle::create(
+      rec,
+      policy,
+      Spread::default(),
+      "k",
+      target,
+      511,
+      json!(null),
+    )
+    .unwrap()
   }
 
   fn fd_of(added: &Added) -> (i32, &'static str) {

@@ -23,8 +23,19 @@ pub struct Placement {
   pub policy: u32,
   /// Sticky by client address (`setupPrimary({ sticky: 'ip' })`).
   pub sticky: bool,
+  /// `setupPrimary({ balance: 'least-connections' })`.
+  pub least_connections: bool,
   /// How listens are keyed (by the primary's Node line).
   pub key_rule: key::KeyRule,
+}
+
+/// How a handle spreads connections over its workers, beside the policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spread {
+  /// Sticky by client address.
+  pub sticky: bool,
+  /// Least-connections where the primary hands connections out.
+  pub least_connections: bool,
 }
 
 /// `cluster.SCHED_NONE`: the kernel picks the worker.

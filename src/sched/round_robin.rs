@@ -7,12 +7,16 @@
 //! receiving connections while the others take them. This file is the pure
 //! bookkeeping; accepting is `round_robin_handle`, sending `primary::dispatch`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use super::sticky::Buckets;
 
 /// Un-acked connections one worker may hold.
 pub const WINDOW: usize = 4;
+/// The same under least-connections: wide enough that a burst waits for the
+/// emptiest worker's acks rather than spilling to a fuller one (a blocked
+/// worker is still skipped once it holds this many).
+pub const LEAST_WINDOW: usize = 32;
 
 /// Round-robin state for one listen key, generic over the connection type.
 pub struct RoundRobin<C> {
@@ -28,6 +32,13 @@ pub struct RoundRobin<C> {
   /// Sticky placement: the buckets, and the worker in each slot (a
   /// replacement takes the slot of a worker that left).
   sticky: Option<(Buckets, Vec<Option<u32>>)>,
+  /// Open connections per worker: +1 at each hand-off, less the closes
+  /// its worker hook reports.
+  open: HashMap<u32, u32>,
+  /// `balance: 'least-connections'`: the next connection goes to the worker
+  /// with the fewest open connections (with room in its window), rather than
+  /// the fewest un-acked ones.
+  least_connections: bool,
 }
 
 impl<C> Default for RoundRobin<C> {
@@ -38,6 +49,8 @@ impl<C> Default for RoundRobin<C> {
       next: 0,
       queue: VecDeque::new(),
       sticky: None,
+      open: HashMap::new(),
+      least_connections: false,
     }
   }
 }
@@ -50,6 +63,33 @@ impl<C> RoundRobin<C> {
       sticky: Some((Buckets::default(), Vec::new())),
       ..Self::default()
     }
+  }
+
+  /// Least-connections placement (see the field).
+  pub fn least_connections(mut self) -> Self {
+    self.least_connections = true;
+    self
+  }
+
+  /// Un-acked connections one worker may hold.
+  fn window(&self) -> usize {
+    if self.least_connections {
+      LEAST_WINDOW
+    } else {
+      WINDOW
+    }
+  }
+
+  /// Worker `worker` reports `closed` of its connections closed since its last report.
+  pub fn closed(&mut self, worker: u32, closed: u32) {
+    if let Some(n) = self.open.get_mut(&worker) {
+      *n = n.saturating_sub(closed);
+    }
+  }
+
+  /// Connections handed to `worker` and not reported closed.
+  pub fn open_of(&self, worker: u32) -> u32 {
+    self.open.get(&worker).copied().unwrap_or(0)
   }
 
   pub fn add(&mut self, worker: u32) {
@@ -79,6 +119,7 @@ impl<C> RoundRobin<C> {
   /// Drops a worker; true when none is left (the listener should close).
   pub fn remove(&mut self, worker: u32) -> bool {
     self.workers.retain(|&(w, _)| w != worker);
+    self.open.remove(&worker);
     self.paused.retain(|&w| w != worker);
     if let Some((_, slots)) = &mut self.sticky {
       for s in slots.iter_mut().filter(|s| **s == Some(worker)) {
@@ -118,7 +159,7 @@ impl<C> RoundRobin<C> {
       .workers
       .iter()
       .filter(|(w, _)| !self.paused.contains(w))
-      .map(|&(_, n)| WINDOW.saturating_sub(n))
+      .map(|&(_, n)| self.window().saturating_sub(n))
       .sum();
     free.saturating_sub(self.queue.len())
   }
@@ -136,9 +177,18 @@ impl<C> RoundRobin<C> {
     Some(self.assign(i, conn))
   }
 
-  /// The index of the least-loaded worker with room (ties rotate).
+  /// The index of the least-loaded worker with room (ties rotate): by
+  /// un-acked connections, or with least-connections by open ones first.
   fn least_loaded(&self) -> Option<usize> {
     let len = self.workers.len();
+    let rank = |i: usize| {
+      let (worker, load) = self.workers[i];
+      if self.least_connections {
+        (self.open_of(worker) as usize, load)
+      } else {
+        (load, 0)
+      }
+    };
     let mut best: Option<usize> = None;
     for step in 0..len {
       let i = (self.next + step) % len;
@@ -146,7 +196,7 @@ impl<C> RoundRobin<C> {
       if self.paused.contains(&worker) {
         continue;
       }
-      if load < WINDOW && best.is_none_or(|b| load < self.workers[b].1) {
+      if load < self.window() && best.is_none_or(|b| rank(i) < rank(b)) {
         best = Some(i);
       }
     }
@@ -155,6 +205,7 @@ impl<C> RoundRobin<C> {
 
   fn assign(&mut self, i: usize, conn: C) -> (u32, C) {
     self.workers[i].1 += 1;
+    *self.open.entry(self.workers[i].0).or_default() += 1;
     self.next = (i + 1) % self.workers.len();
     (self.workers[i].0, conn)
   }
@@ -170,14 +221,16 @@ impl<C> RoundRobin<C> {
       let target = match self.queue[q].1 {
         Some(b) => match slots.get(buckets.home(b) as usize).copied().flatten() {
           Some(w) if healthy(&w) => Some(w),
-          _ if up.is_empty() => None,
+          // Least-connections: a client whose worker is gone goes to the
+          // emptiest one, like any unplaced connection.
+          _ if up.is_empty() || self.least_connections => None,
           _ => Some(up[b % up.len()]),
         },
         None => None,
       };
       let i = match target {
         Some(w) => match self.workers.iter().position(|&(x, _)| x == w) {
-          Some(i) if self.workers[i].1 < WINDOW => i,
+          Some(i) if self.workers[i].1 < self.window() => i,
           _ => continue,
         },
         None => match self.least_loaded() {
@@ -290,6 +343,55 @@ mod tests {
     rr.push("new");
     rr.push_front("refused");
     assert_eq!(rr.next_assignment(), Some((1, "refused")));
+  }
+
+  #[test]
+  fn least_connections_fills_the_emptiest_worker_first() {
+    let mut rr = RoundRobin::default().least_connections();
+    rr.add(1);
+    rr.add(2);
+    // A burst: workers ack at once, connections stay open: an even split.
+    let mut per = HashMap::new();
+    for c in 0..64 {
+      rr.push(c);
+      let (w, _) = rr.next_assignment().unwrap();
+      rr.settled(w);
+      *per.entry(w).or_insert(0) += 1;
+    }
+    assert_eq!((per[&1], per[&2]), (32, 32));
+    // Worker 1's clients leave; a newcomer joins empty: both get the next
+    // connections until they have caught up with worker 2.
+    rr.closed(1, 30);
+    rr.add(3);
+    let mut got = Vec::new();
+    for c in 0..62 {
+      rr.push(c);
+      let (w, _) = rr.next_assignment().unwrap();
+      rr.settled(w);
+      got.push(w);
+    }
+    assert!(
+      got[..60].iter().all(|&w| w != 2),
+      "worker 2 had the most: {got:?}"
+    );
+    assert_eq!((rr.open_of(1), rr.open_of(2), rr.open_of(3)), (32, 32, 32));
+  }
+
+  #[test]
+  fn default_placement_ignores_open_connections() {
+    let mut rr = RoundRobin::default();
+    rr.add(1);
+    rr.add(2);
+    rr.closed(2, 5); // nothing handed yet: stays at zero
+    let mut got = Vec::new();
+    for c in 0..4 {
+      rr.push(c);
+      let (w, _) = rr.next_assignment().unwrap();
+      rr.settled(w);
+      got.push(w);
+    }
+    assert_eq!(got, vec![1, 2, 1, 2]);
+    assert_eq!((rr.open_of(1), rr.open_of(2)), (2, 2));
   }
 
   /// A sticky dispatcher with workers 1 and 2 (in slots 0 and 1), and a

@@ -22,6 +22,7 @@ use super::dispatcher::Dispatcher;
 use super::listen::{self, Bound, BoundPath};
 use super::round_robin::RoundRobin;
 use super::sticky::bucket;
+use super::Spread;
 use crate::error::{Error, Result};
 use crate::ipc::channel::watch;
 
@@ -49,8 +50,9 @@ impl RrHandle {
     bound: Bound,
     backlog: i32,
     inherited: bool,
-    sticky: bool,
+    spread: Spread,
   ) -> Result<RrHandle> {
+    let sticky = spread.sticky;
     let Bound { fd, path } = bound;
     listen::start_listening(&fd, backlog)?;
     let sockname = listen::sockname(&fd);
@@ -59,10 +61,15 @@ impl RrHandle {
         .map_err(|e| Error::from_io(&e, "epoll_ctl", "listen socket"))?,
     );
     let room = Rc::new(Notify::new());
-    let rr = Rc::new(RefCell::new(if sticky {
+    let rr = if sticky {
       RoundRobin::sticky()
     } else {
       RoundRobin::default()
+    };
+    let rr = Rc::new(RefCell::new(if spread.least_connections {
+      rr.least_connections()
+    } else {
+      rr
     }));
     let task = spawn_local(accept_loop(
       engine.clone(),

@@ -14,6 +14,7 @@
 //! are plain functions of the queue lengths, tested below.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use super::reuse_port::ReusePortPool;
 use super::round_robin::RoundRobin;
 use super::steer;
 use super::sticky::Buckets;
+use super::Spread;
 
 /// How often the queues are looked at while any holds connections (or a
 /// worker is suspect).
@@ -52,8 +54,14 @@ const TRUST_TICKS: u32 = 10;
 /// connections queued on them) wait for a replacement that listens on the
 /// same address, forked in 'exit' or by `restart`.
 const ORPHAN_GRACE: Duration = Duration::from_millis(500);
-/// Steering weight of a socket whose worker accepts.
+/// Steering weight of a socket whose worker accepts (and holds as many
+/// open connections as the busiest).
 const HEALTHY: u32 = 8;
+/// A healthy socket's weight grows by HEALTHY for each open connection its
+/// worker holds fewer than the busiest worker, up to this many: a worker
+/// that is behind (a replacement, a newcomer, one whose clients left) draws
+/// more new connections until it has caught up.
+const DEFICIT_MAX: u32 = 31;
 /// Steering weight of a suspect socket: a probe, taken after SUSPECT_TICKS
 /// if its worker still does not accept.
 const PROBE: u32 = 1;
@@ -139,13 +147,21 @@ pub(crate) struct Stealer {
   attached: Vec<u32>,
   /// Since when no worker holds any socket of the pool.
   orphaned: Option<Instant>,
+  /// Open connections per worker, as its worker hook last reported them.
+  pub open: HashMap<u32, u32>,
 }
 
 impl Stealer {
-  /// A stealer for a new pool; `sticky`: place clients by address.
-  pub fn new(sticky: bool) -> Self {
+  /// A stealer for a new pool; sticky: place clients by address;
+  /// least-connections: stolen connections go to the emptiest worker.
+  pub fn new(spread: Spread) -> Self {
     Stealer {
-      sticky: sticky.then(Buckets::default),
+      sticky: spread.sticky.then(Buckets::default),
+      rr: if spread.least_connections {
+        RoundRobin::default().least_connections()
+      } else {
+        RoundRobin::default()
+      },
       ..Stealer::default()
     }
   }
@@ -245,16 +261,26 @@ impl Stealer {
     j
   }
 
-  /// The steering weight of each socket: healthy workers' share new
-  /// connections, a suspect one gets a probe, one nobody holds gets none.
+  /// The steering weight of each socket: healthy workers share new
+  /// connections, more to those with fewer open connections (see
+  /// DEFICIT_MAX), a suspect one gets a probe, one nobody holds gets none.
+  /// A socket two workers hold (a reload's old and new) counts the one with
+  /// fewer.
   fn weights(&self, holders: &[&[u32]]) -> Vec<u32> {
+    let open = |h: &[u32]| {
+      h.iter()
+        .map(|w| self.open.get(w).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(0)
+    };
+    let busiest = holders.iter().map(|h| open(h)).max().unwrap_or(0);
     holders
       .iter()
       .enumerate()
-      .map(|(i, holders)| match self.queues.get(i) {
-        _ if holders.is_empty() => 0,
+      .map(|(i, h)| match self.queues.get(i) {
+        _ if h.is_empty() => 0,
         Some(w) if w.suspect => PROBE,
-        _ => HEALTHY,
+        _ => HEALTHY * (1 + (busiest - open(h)).min(DEFICIT_MAX)),
       })
       .collect()
   }
@@ -267,6 +293,7 @@ impl Stealer {
   pub fn steer(&mut self, pool: &ReusePortPool) {
     let holders: Vec<&[u32]> = pool.slots().map(|(_, h)| h).collect();
     let weights = self.weights(&holders);
+    let healthy: Vec<bool> = weights.iter().map(|&w| w >= HEALTHY).collect();
     let Some((first, _)) = pool.slots().next() else {
       return;
     };
@@ -275,7 +302,6 @@ impl Stealer {
     match &mut self.sticky {
       Some(buckets) => {
         buckets.grow(weights.len());
-        let healthy: Vec<bool> = weights.iter().map(|&w| w == HEALTHY).collect();
         let table = buckets.table(&healthy);
         if self.attached != table {
           let _ = steer::attach_sticky(first.as_fd(), &table);
@@ -341,6 +367,24 @@ mod tests {
 
   fn stealer() -> Stealer {
     Stealer::default()
+  }
+
+  #[test]
+  fn weights_favour_workers_with_fewer_open_connections() {
+    let mut s = stealer();
+    let holders: [&[u32]; 3] = [&[1], &[2], &[3, 4]];
+    s.judge(&[0, 0, 0], &holders);
+    assert_eq!(s.weights(&holders), vec![HEALTHY; 3]);
+    // Worker 1 holds 10, worker 2 holds 7, the third socket's workers (a
+    // reload's pair) 10 and 0: its fewer counts.
+    s.open.extend([(1, 10), (2, 7), (3, 10), (4, 0)]);
+    assert_eq!(
+      s.weights(&holders),
+      vec![HEALTHY, 4 * HEALTHY, 11 * HEALTHY]
+    );
+    // A far-behind worker's weight is capped.
+    s.open.insert(1, 1000);
+    assert_eq!(s.weights(&holders)[2], (1 + DEFICIT_MAX) * HEALTHY);
   }
 
   #[test]
