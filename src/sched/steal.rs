@@ -57,10 +57,13 @@ const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 /// Steering weight of a socket whose worker accepts (and holds as many
 /// open connections as the busiest).
 const HEALTHY: u32 = 8;
-/// A healthy socket's weight grows by HEALTHY for each open connection its
-/// worker holds fewer than the busiest worker, up to this many: a worker
-/// that is behind (a replacement, a newcomer, one whose clients left) draws
-/// more new connections until it has caught up.
+/// A healthy socket's weight grows by DEFICIT_STEP x HEALTHY for each open
+/// connection its worker holds fewer than the busiest worker, up to
+/// DEFICIT_MAX of them: a worker that is behind (a replacement, a newcomer,
+/// one whose clients left) draws most new connections until it has caught
+/// up, and workers a connection or two apart even out instead of drifting
+/// as independent draws would.
+const DEFICIT_STEP: u32 = 4;
 const DEFICIT_MAX: u32 = 31;
 /// Steering weight of a suspect socket: a probe, taken after SUSPECT_TICKS
 /// if its worker still does not accept.
@@ -280,7 +283,7 @@ impl Stealer {
       .map(|(i, h)| match self.queues.get(i) {
         _ if h.is_empty() => 0,
         Some(w) if w.suspect => PROBE,
-        _ => HEALTHY * (1 + (busiest - open(h)).min(DEFICIT_MAX)),
+        _ => HEALTHY * (1 + DEFICIT_STEP * (busiest - open(h)).min(DEFICIT_MAX)),
       })
       .collect()
   }
@@ -380,11 +383,18 @@ mod tests {
     s.open.extend([(1, 10), (2, 7), (3, 10), (4, 0)]);
     assert_eq!(
       s.weights(&holders),
-      vec![HEALTHY, 4 * HEALTHY, 11 * HEALTHY]
+      vec![
+        HEALTHY,
+        (1 + 3 * DEFICIT_STEP) * HEALTHY,
+        (1 + 10 * DEFICIT_STEP) * HEALTHY
+      ]
     );
     // A far-behind worker's weight is capped.
     s.open.insert(1, 1000);
-    assert_eq!(s.weights(&holders)[2], (1 + DEFICIT_MAX) * HEALTHY);
+    assert_eq!(
+      s.weights(&holders)[2],
+      (1 + DEFICIT_STEP * DEFICIT_MAX) * HEALTHY
+    );
   }
 
   #[test]
