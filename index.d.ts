@@ -59,6 +59,13 @@ declare namespace cluster {
      * the first fork().
      */
     sticky?: false | 'ip';
+    /**
+     * 'least-connections': where the primary hands connections out (SCHED_RR,
+     * stolen connections, sticky clients whose worker is gone), the next
+     * goes to the worker with the fewest open connections. Frozen at the
+     * first fork(). Native engine only.
+     */
+    balance?: 'least-connections';
     /** Signals that run cluster.shutdown() and then exit the primary. */
     shutdownOn?: NodeJS.Signals[];
     /** The deadline shutdownOn uses, in ms (default 10000). */
@@ -91,6 +98,8 @@ declare namespace cluster {
     /** Connections the primary handed to it; null on the portable engine, which does not count them. */
     connectionsDispatched: number | null;
     connectionsInFlight: number | null;
+    /** Connections open on its servers, as its worker hook last reported (0 before any). */
+    connectionsOpen: number;
     /** From the heartbeat; null when heartbeats are off. */
     rssBytes: number | null;
     eventLoopDelayMs: number | null;

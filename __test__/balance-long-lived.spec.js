@@ -64,3 +64,19 @@ describe('the default policy (SCHED_REUSEPORT) follows open connections', () => 
     }, 45000);
   }
 });
+
+test('the command: --sched rr --balance least-connections splits a burst evenly', async () => {
+  const { freePort, start, workersListening } = require('./cli-helpers');
+  const port = await freePort();
+  const metricsPort = await freePort();
+  // bench/app.js's worker side as the app: it answers its pid and keeps connections.
+  const app = start(['-i', '2', '--sched', 'rr', '--balance', 'least-connections', '--metrics', `127.0.0.1:${metricsPort}`,
+    path.join(ROOT, 'bench', 'app.js')], { env: { PORT: String(port), CLUSTER_MODULE: 'node:cluster', SCENARIO: 'http', PID_BODY: '1' } });
+  try {
+    expect(await workersListening(metricsPort, 2)).toBe(true);
+    const r = await longLived(port, { workers: 2, total: 32, burst: true });
+    expect(r.counts).toEqual([16, 16]);
+  } finally {
+    app.kill();
+  }
+}, 30000);

@@ -144,3 +144,33 @@ test('library users: cluster.metricsText({ app: true }) merges the workers\' met
     { requests: 15, missing: 0, workers: 2 },
   ]);
 });
+
+test('rcluster_worker_connections_open follows the connections the workers hold', async () => {
+  const net = require('node:net');
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const app = start(['-i', '2', '--metrics', `127.0.0.1:${metricsPort}`, 'prom-app.js'], { env: { PORT: String(port) } });
+  const sockets = [];
+  const openTotal = async () => {
+    const f = await families(metricsPort);
+    return f.rcluster_worker_connections_open.metrics.reduce((a, m) => a + Number(m.value), 0);
+  };
+  try {
+    expect(await listening(metricsPort, 2)).toBe(true);
+    for (let i = 0; i < 10; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      await new Promise((resolve) => {
+        s.once('data', resolve);
+        s.write('GET /work HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      sockets.push(s);
+    }
+    const { waitFor } = require('./helpers');
+    expect(await waitFor(async () => (await openTotal()) === 10, 5000)).toBe(true);
+    for (const s of sockets.splice(0, 4)) s.destroy();
+    expect(await waitFor(async () => (await openTotal()) === 6, 5000)).toBe(true);
+  } finally {
+    for (const s of sockets) s.destroy();
+    app.kill();
+  }
+}, 30000);

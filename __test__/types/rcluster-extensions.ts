@@ -6,6 +6,7 @@ cluster.setupPrimary({
   heartbeat: { interval: 1000, timeout: 10000 },
   readiness: 'ready',
   shutdownOn: ['SIGTERM', 'SIGINT'],
+  balance: 'least-connections',
 });
 cluster.schedulingPolicy = cluster.SCHED_REUSEPORT;
 const engine: 'native' | 'node' = cluster.engine;
@@ -20,6 +21,6 @@ async function main(): Promise<void> {
   const text: string = await cluster.metricsText({ app: true, perWorker: false, timeout: 500 });
   const own: string = cluster.metricsText();
   console.log(text.length + own.length);
-  console.log(reloaded[0].new, down[0].forced, m.workers[0].connectionsInFlight, m.primary.rssBytes);
+  console.log(reloaded[0].new, down[0].forced, m.workers[0].connectionsInFlight, m.workers[0].connectionsOpen, m.primary.rssBytes);
 }
 void main;
