@@ -359,7 +359,7 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT), '127.0.0.1');
 `,
   });
-  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, BIN, '-i', '2', 'app.js'], {
+  const child = spawn('unshare', ['--pid', '--fork', '--kill-child', '--mount-proc', process.execPath, BIN, '-i', '2', 'app.js'], {
     cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });
   let err = '';
@@ -463,4 +463,22 @@ http.createServer((req, res) => {
       app.kill();
     }
   }, 20000);
+});
+
+nativeTest('reapOrphans as PID 1 never takes the exit status of a child the primary spawned itself', () => {
+  // Each shell exits 3 and leaves an orphan that PID 1 must reap.
+  const code = `const cluster = require(${JSON.stringify(ROOT)});
+    const { execFile } = require('node:child_process');
+    cluster.setupPrimary({ reapOrphans: true, exec: 'unused.js' });
+    let n = 0, bad = 0;
+    const one = () => execFile('sh', ['-c', 'sleep 0.05 & exit 3'], (err) => {
+      if (!err || err.code !== 3) bad++;
+      if (++n < 40) one(); else { console.log(JSON.stringify({ pid: process.pid, runs: n, bad })); process.exit(0); }
+    });
+    one();`;
+  // A stolen status hangs execFile: --kill-child and SIGKILL end the run at the deadline.
+  const r = spawnSync('unshare', ['--pid', '--fork', '--kill-child', '--mount-proc', process.execPath, '-e', code],
+    { encoding: 'utf8', timeout: 20000, killSignal: 'SIGKILL' });
+  expect(r.status).toBe(0);
+  expect(JSON.parse(r.stdout)).toEqual({ pid: 1, runs: 40, bad: 0 });
 });
