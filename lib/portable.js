@@ -17,7 +17,6 @@
 // what an app gets from require('rcluster') here.
 
 const cluster = require('node:cluster');
-const errors = require('./errors');
 const supervise = require('./supervise');
 const { kHeartbeat, kForkedAt } = require('./supervise/keys');
 
@@ -62,12 +61,6 @@ const nodeSetupPrimary = cluster.setupPrimary;
 cluster.setupPrimary = function setupPrimary(options) {
   const settings = { ...cluster.settings, ...options };
   supervise.validateSupervision(settings);
-  if (settings.sticky !== undefined && settings.sticky !== false && settings.sticky !== 'ip') {
-    throw errors.ERR_INVALID_ARG_VALUE('options.sticky', settings.sticky, "must be one of: false, 'ip'");
-  }
-  if (settings.balance !== undefined && settings.balance !== 'least-connections') {
-    throw errors.ERR_INVALID_ARG_VALUE('options.balance', settings.balance, "must be one of: undefined, 'least-connections'");
-  }
   if (settings.balance === 'least-connections') {
     warnOnce('RCLUSTER_NO_BALANCE', "balance: 'least-connections' needs rcluster's native engine; the portable engine places connections as node:cluster does");
   }

@@ -174,12 +174,6 @@ function validateSettings(s) {
       throw errors.ERR_INVALID_ARG_TYPE(`options.${key}`, 'int32', v);
     }
   }
-  if (s.sticky !== undefined && s.sticky !== false && s.sticky !== 'ip') {
-    throw errors.ERR_INVALID_ARG_VALUE('options.sticky', s.sticky, "must be one of: false, 'ip'");
-  }
-  if (s.balance !== undefined && s.balance !== 'least-connections') {
-    throw errors.ERR_INVALID_ARG_VALUE('options.balance', s.balance, "must be one of: undefined, 'least-connections'");
-  }
   if (s.serialization !== undefined && s.serialization !== 'json' && s.serialization !== 'advanced') {
     throw errors.ERR_INVALID_ARG_VALUE('options.serialization', s.serialization,
       "must be one of: undefined, 'json', 'advanced'");

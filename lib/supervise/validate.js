@@ -69,6 +69,13 @@ function validateSupervision(s) {
     }
   }
   if (s.shutdownTimeout !== undefined) validateNumber(s.shutdownTimeout, 'options.shutdownTimeout');
+  // Placement (the engine's, but checked alike on both engines).
+  if (s.sticky !== undefined && s.sticky !== false && s.sticky !== 'ip') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.sticky', s.sticky, "must be one of: false, 'ip'");
+  }
+  if (s.balance !== undefined && s.balance !== 'least-connections') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.balance', s.balance, "must be one of: undefined, 'least-connections'");
+  }
   if (s.reapOrphans !== undefined && typeof s.reapOrphans !== 'boolean' && s.reapOrphans !== 'auto') {
     throw errors.ERR_INVALID_ARG_VALUE('options.reapOrphans', s.reapOrphans, "must be one of: true, false, 'auto'");
   }
