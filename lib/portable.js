@@ -33,7 +33,10 @@ cluster.availableParallelism = require('./parallelism').availableParallelism;
 // Workers not gone yet (exited), for shutdown and the watchdog.
 const live = new Map();
 const kAbortedAt = Symbol('rcluster.abortedAt');
-let watching = null; // { timeout } once the watchdog runs
+let watching = false; // the watchdog runs
+
+// When `w` was last heard from: its last heartbeat, else its fork.
+const lastHeard = (w) => w[kHeartbeat]?.at ?? w[kForkedAt];
 
 const warned = new Set();
 function warnOnce(code, text) {
@@ -52,7 +55,7 @@ const supervisor = supervise.install(cluster, {
     return new Map([...live.values()].map((w) => [w.id, {
       dispatched: null,
       inFlight: null,
-      heartbeatAgeMs: watching ? now - (w[kHeartbeat]?.at ?? w[kForkedAt]) : null,
+      heartbeatAgeMs: watching ? now - lastHeard(w) : null,
     }]));
   },
 });
@@ -105,7 +108,7 @@ cluster.fork = function fork(env) {
 // gets 'unresponsive' and SIGABRT, then SIGKILL `grace` later (as the
 // native watchdog, src/supervise/watchdog.rs).
 function watchdog(timeout, grace) {
-  watching = { timeout };
+  watching = true;
   const tick = Math.min(250, Math.max(10, timeout / 4));
   setInterval(() => {
     const now = Date.now();
@@ -113,7 +116,7 @@ function watchdog(timeout, grace) {
       if (w.isDead()) continue;
       const abortedAt = w[kAbortedAt];
       if (abortedAt === undefined) {
-        if (now - (w[kHeartbeat]?.at ?? w[kForkedAt]) <= timeout) continue;
+        if (now - lastHeard(w) <= timeout) continue;
         w[kAbortedAt] = now;
         supervisor.onUnresponsive(w);
         w.process.kill('SIGABRT');
