@@ -8,26 +8,27 @@ export declare function closeChannel(id: number): void
 
 export declare function disconnect(id: number): void
 
-/** The next worker `heir` replaces `from` in a reload (SCHED_REUSEPORT sockets pass on). */
-export declare function inherit(heir: number, from: number): void
-
 /**
- * One engine event for index.js: in binding.d.ts a union discriminated by
- * `kind`, one member per event.
+ * What the primary tells JS, in the order it happened. Delivered to
+ * lib/primary.js's `onDelivery`; the descriptor of a `handleMessage` is
+ * JS's from then on.
  */
-export type JsEvent =
+export type Event =
   | { kind: 'online'; id: number }
-  | { kind: 'listening'; id: number; data: string }
+  | { kind: 'listening'; id: number; info: any }
   | { kind: 'message'; id: number; data: string }
   | { kind: 'messages'; id: number; data: string }
   | { kind: 'messagesV8'; id: number; bytes: Buffer }
   | { kind: 'handleMessage'; id: number; data?: string; bytes?: Buffer; fd: number }
   | { kind: 'exitedAfterDisconnect'; id: number }
-  | { kind: 'internal'; id: number; data: string }
+  | { kind: 'internal'; id: number; message: any }
   | { kind: 'unresponsive'; id: number }
-  | { kind: 'disconnect'; id: number }
-  | { kind: 'exit'; id: number; code?: number; signal?: string }
+  | { kind: 'disconnect'; id: number; gone: boolean }
+  | { kind: 'exit'; id: number; code?: number; signal?: string; gone: boolean }
   | { kind: 'error'; id: number; error: NativeError }
+
+/** The next worker `heir` replaces `from` in a reload (SCHED_REUSEPORT sockets pass on). */
+export declare function inherit(heir: number, from: number): void
 
 /**
  * Signals a worker: true if delivered, false if it is already gone; a
@@ -35,7 +36,10 @@ export type JsEvent =
  */
 export declare function kill(id: number, signal: number): boolean | NativeError
 
-/** An engine failure, shaped like a Node system error (`code`, `errno`, `syscall`). */
+/**
+ * An engine failure as JS gets it, shaped like a Node system error
+ * (`code`, `errno`, `syscall`).
+ */
 export interface NativeError {
   code: string
   message: string
@@ -107,14 +111,17 @@ export interface SpawnOptions {
   cwd?: string
   uid?: number
   gid?: number
-  /** One of `pipe`, `inherit`, `ignore`, `ipc`, or a decimal fd, per slot. */
-  stdio: Array<string>
+  /**
+   * What each stdio index gets: `pipe`, `inherit`, `ignore`, `ipc`, or a
+   * descriptor (lib/process.js's stdio words; anything else is refused).
+   */
+  stdio: Array<StdioWord | number>
   serialization: Serialization
 }
 
 export interface SpawnResult {
   pid?: number
-  /** The primary's ends of `pipe` slots 0..2 (now owned by JS), or null. */
+  /** The primary's ends of `pipe` stdio indexes (now owned by JS), or null. */
   fds: Array<number | undefined | null>
   /** The number of the primary's end of the worker's channel (the engine owns it). */
   channelFd?: number
@@ -122,11 +129,20 @@ export interface SpawnResult {
 }
 
 /**
- * Starts the engine once, with the frozen scheduling policy; `onDelivery`
- * receives what workers sent and what became of them (see `DeliveryArgs`).
- * Later calls are no-ops.
+ * Starts the engine once, with the frozen scheduling policy; lib/primary.js's
+ * `onDelivery` receives what workers sent and what became of them (see
+ * `DeliveryArgs`). Later calls are no-ops.
  */
 export declare function start(onDelivery: (arg: DeliveryArgs) => void, policy: number, sticky: boolean, leastConnections: boolean): void
+
+/** A word for what a stdio index gets, as child_process names them. */
+export declare const enum StdioWord {
+  Pipe = 'pipe',
+  Overlapped = 'overlapped',
+  Inherit = 'inherit',
+  Ignore = 'ignore',
+  Ipc = 'ipc',
+}
 
 /**
  * Turns on the hung-worker watchdog (SIGABRT after `timeoutMs` without a
@@ -137,13 +153,15 @@ export declare function watchdog(timeoutMs: number, graceMs: number): void
 /** Per-worker counters from the engine. */
 export declare function workerStats(): Array<WorkerStats>
 
-/** What the engine counts for one worker. */
+/** What the engine counts for one worker (`cluster.metrics()` reads it). */
 export interface WorkerStats {
   id: number
   /** Connections handed to it by round-robin, ever. */
   dispatched: number
   /** Handed and not yet acknowledged. */
   inFlight: number
+  /** Its open connections, as its worker hook last reported them. */
+  connectionsOpen: number
   /** Milliseconds since its last heartbeat (watchdog on), else null. */
   heartbeatAgeMs?: number
 }

@@ -18,7 +18,7 @@
 
 const cluster = require('node:cluster');
 const supervise = require('./supervise');
-const { kHeartbeat, kForkedAt } = require('./supervise/keys');
+const { kHeartbeat, kForkedAt, kConnections } = require('./supervise/keys');
 
 // rcluster's own policy number, the native engine's (src/sched/mod.rs).
 const SCHED_REUSEPORT = 3;
@@ -55,13 +55,18 @@ const supervisor = supervise.install(cluster, {
     return new Map([...live.values()].map((w) => [w.id, {
       dispatched: null,
       inFlight: null,
+      connectionsOpen: w[kConnections] ?? 0,
       heartbeatAgeMs: watching ? now - lastHeard(w) : null,
     }]));
   },
 });
 
+// Supervision is configured when options are given (or the first time),
+// not again by each fork (Node's fork() calls setupPrimary() each time).
+let configured = false;
 const nodeSetupPrimary = cluster.setupPrimary;
 cluster.setupPrimary = function setupPrimary(options) {
+  if (options === undefined && configured) return Reflect.apply(nodeSetupPrimary, cluster, arguments);
   const settings = { ...cluster.settings, ...options };
   supervise.validateSupervision(settings);
   if (settings.balance === 'least-connections') {
@@ -77,6 +82,7 @@ cluster.setupPrimary = function setupPrimary(options) {
   }
   const r = Reflect.apply(nodeSetupPrimary, cluster, arguments);
   supervisor.configure(cluster.settings);
+  configured = true;
   return r;
 };
 // Deprecated alias, the same function as in Node.
@@ -86,7 +92,7 @@ const nodeFork = cluster.fork;
 cluster.fork = function fork(env) {
   // The hook's environment depends on the settings (heartbeats): know them
   // before Node's fork applies them.
-  supervisor.configure({ ...cluster.settings });
+  if (!configured) cluster.setupPrimary();
   const worker = Reflect.apply(nodeFork, cluster, [{ ...env, ...supervisor.spawnEnv({ ...process.env, ...env }) }]);
   live.set(worker.id, worker);
   supervisor.onFork(worker, env);

@@ -7,13 +7,10 @@
 const EventEmitter = require('node:events');
 const native = require('./native').load();
 const errors = require('./errors');
-const { WorkerProcess, wrapHandle } = require('./process');
+const { spawnWorker, stdioArray, deliver, Interrupted } = require('./process');
 const supervise = require('./supervise');
-const { deserializeAll } = require('./serialization');
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
-// Node 24 and later trace each spawn on this channel.
-const spawnTrace = NODE_MAJOR >= 24 ? require('node:diagnostics_channel').tracingChannel('child_process.spawn') : null;
 
 // The engine's policy numbers (SCHED_REUSEPORT is rcluster's own: one
 // SO_REUSEPORT socket per worker).
@@ -26,13 +23,13 @@ module.exports = cluster;
 /** The CPUs this process may use: affinity, cpuset and CFS quota (rcluster's addition). */
 cluster.availableParallelism = require('./parallelism').availableParallelism;
 
-// Workers the engine still reports on (until both exit and disconnect);
-// cluster.workers follows Node's own bookkeeping and may drop one earlier.
+// Workers the engine still reports on: until its event says the worker is
+// gone (exited and disconnected; the engine decides). cluster.workers
+// follows Node's own bookkeeping and may drop one earlier.
 const live = new Map();
 let ids = 0;
 let initialized = false;
 let started = false;
-let referenced = false;
 
 // The default is rcluster's SCHED_REUSEPORT where the kernel has it: workers
 // accept their own connections, fairly, with no hand-off through the primary
@@ -123,10 +120,15 @@ cluster.setupPrimary = function setupPrimary(options) {
       !settings.execArgv.some((s) => s.startsWith('--logfile='))) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
+  // As child_process.fork, which checks its options at every fork (fork()
+  // calls setupPrimary() each time, as Node's does).
   validateSettings(settings);
-  supervise.validateSupervision(settings);
+  // Supervision is configured when options are given (or the first time),
+  // not again by each fork: a crash-loop window survives forks.
+  const given = options !== undefined || !initialized;
+  if (given) supervise.validateSupervision(settings);
   cluster.settings = settings;
-  supervisor.configure(settings);
+  if (given) supervisor.configure(settings);
   if (initialized === true) return process.nextTick(setupSettingsNT, settings);
   initialized = true;
   schedulingPolicy = cluster.schedulingPolicy; // Freeze policy.
@@ -150,8 +152,6 @@ cluster.setupMaster = cluster.setupPrimary;
 function setupSettingsNT(settings) {
   cluster.emit('setup', settings);
 }
-
-const STDIO_WORDS = new Set(['pipe', 'overlapped', 'ignore', 'inherit', 'ipc']);
 
 // The checks child_process.fork() would make, made as soon as settings are known.
 function validateSettings(s) {
@@ -184,90 +184,13 @@ function validateSettings(s) {
   }
 }
 
-// As child_process.fork: a word becomes [w, w, w, 'ipc']; an array must hold 'ipc'.
-function stdioArray(stdio, silent) {
-  if (typeof stdio === 'string') {
-    if (!STDIO_WORDS.has(stdio)) throw errors.ERR_INVALID_ARG_VALUE('stdio', stdio);
-    return [stdio, stdio, stdio, 'ipc'];
-  }
-  if (!Array.isArray(stdio)) return silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : ['inherit', 'inherit', 'inherit', 'ipc'];
-  if (!stdio.includes('ipc')) throw errors.ERR_CHILD_PROCESS_IPC_REQUIRED('options.stdio');
-  return stdio.map((s, i) => {
-    if (s == null) return i < 3 ? 'pipe' : 'ignore';
-    if (typeof s === 'string' && STDIO_WORDS.has(s)) return s;
-    if (Number.isInteger(s) && s >= 0) return String(s);
-    if (typeof s === 'object' && Number.isInteger(s.fd)) return String(s.fd);
-    throw errors.ERR_INVALID_ARG_VALUE('stdio', s);
-  });
-}
-
 // ---------------------------------------------------------------- fork
 
-const kInspectArg = /--inspect(?:-brk|-port)?|--debug-port/;
-let debugPortOffset = 1;
-
-function inspectPortFor(settings) {
-  const { inspectPort } = settings;
-  let port;
-  if (typeof inspectPort === 'function') port = inspectPort();
-  else if (inspectPort == null) {
-    port = process.debugPort + debugPortOffset;
-    if (port > 65535) port = port - 65535 + 1024 - 1;
-    debugPortOffset++;
-  } else port = inspectPort;
-  errors.validateInt32(port, 'inspectPort', 0, 65535);
-  return port;
-}
-
-function createWorkerProcess(id, env) {
-  const settings = cluster.settings;
+// The worker's environment: the primary's, the fork's, the worker hook's
+// (supervision) and its id, as Node's cluster gives it.
+function workerEnv(id, env) {
   const baseEnv = { ...process.env, ...env };
-  const workerEnv = { ...baseEnv, ...supervisor.spawnEnv(baseEnv), NODE_UNIQUE_ID: `${id}` };
-  const execArgv = [...settings.execArgv];
-  if (execArgv.some((a) => kInspectArg.test(a)) || kInspectArg.test(process.env.NODE_OPTIONS || '')) {
-    execArgv.push(`--inspect-port=${inspectPortFor(settings)}`);
-  }
-  const file = settings.execPath || process.execPath;
-  const args = [...execArgv, settings.exec, ...settings.args].map(String);
-  const envList = [];
-  for (const [k, v] of Object.entries(workerEnv)) {
-    if (v !== undefined) envList.push(`${k}=${v}`);
-  }
-  const serialization = settings.serialization || 'json';
-  const proc = new WorkerProcess(native, id, file, [file, ...args], serialization, updateRef);
-  const options = {
-    id,
-    file,
-    args,
-    env: envList,
-    cwd: settings.cwd,
-    uid: settings.uid,
-    gid: settings.gid,
-    stdio: stdioArray(settings.stdio, settings.silent),
-    serialization,
-  };
-  // As Node 24+'s ChildProcess.prototype.spawn: the 'child_process.spawn'
-  // tracing channel sees start, then end or error.
-  const trace = spawnTrace && spawnTrace.hasSubscribers ? spawnTrace : null;
-  if (trace) {
-    trace.start.publish({ process: proc, options: { ...options, args: [file, ...args], envPairs: envList } });
-  }
-  const res = native.spawn(options);
-  if (res.error) {
-    // As ChildProcess: a spawn failure is an 'error' event, then 'exit' with the errno.
-    const err = errors.systemError(res.error, {
-      syscall: `spawn ${file}`, path: file, spawnargs: args,
-    });
-    if (trace) trace.error.publish({ process: proc, error: err });
-    process.nextTick(() => {
-      proc.emit('error', err);
-      proc._onExit(res.error.errno, null);
-    });
-    return proc;
-  }
-  proc._spawned(res.pid, res.fds, res.channelFd);
-  if (trace) trace.end.publish({ process: proc });
-  return proc;
+  return { ...baseEnv, ...supervisor.spawnEnv(baseEnv), NODE_UNIQUE_ID: `${id}` };
 }
 
 cluster.fork = function fork(env) {
@@ -286,7 +209,7 @@ function forkWorker(env, replacing) {
   }
   const id = ++ids;
   if (replacing) native.inherit(id, replacing.id);
-  const workerProcess = createWorkerProcess(id, env);
+  const workerProcess = spawnWorker(cluster.settings, id, workerEnv(id, env));
   const worker = new Worker({ id, process: workerProcess });
 
   worker.on('message', function onMessage(message, handle) {
@@ -296,10 +219,7 @@ function forkWorker(env, replacing) {
   worker.process.once('exit', (exitCode, signalCode) => {
     // Remove the worker from the list only once it has also disconnected,
     // otherwise we might still want to access it.
-    if (!worker.isConnected()) {
-      forget(worker);
-      removeWorker(worker);
-    }
+    if (!worker.isConnected()) removeWorker(worker);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
     worker.state = 'dead';
     worker.emit('exit', exitCode, signalCode);
@@ -308,20 +228,14 @@ function forkWorker(env, replacing) {
   });
 
   worker.process.once('disconnect', () => {
-    if (worker.isDead()) {
-      forget(worker);
-      removeWorker(worker);
-    }
+    if (worker.isDead()) removeWorker(worker);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
     worker.state = 'disconnected';
     worker.emit('disconnect');
     cluster.emit('disconnect', worker);
   });
 
-  if (workerProcess.pid !== undefined) {
-    live.set(id, worker);
-    updateRef();
-  }
+  if (workerProcess.pid !== undefined) live.set(id, worker);
   supervisor.onFork(worker, env);
   process.nextTick(emitForkNT, worker);
   cluster.workers[worker.id] = worker;
@@ -335,28 +249,6 @@ function emitForkNT(worker) {
 function removeWorker(worker) {
   delete cluster.workers[worker.id];
   if (Object.keys(cluster.workers).length === 0) intercom.emit('disconnect');
-}
-
-function forget(worker) {
-  live.delete(worker.id);
-  updateRef();
-}
-
-// Node's primary stays alive while a worker's process or channel is
-// referenced (until it exits or disconnects; `worker.process.unref()` and
-// `worker.process.channel.unref()` let go), and may exit after the last.
-function updateRef() {
-  let want = false;
-  for (const worker of live.values()) {
-    if (worker.process._keepsAlive()) {
-      want = true;
-      break;
-    }
-  }
-  if (want !== referenced) {
-    referenced = want;
-    native.setRef(want);
-  }
 }
 
 cluster.disconnect = function disconnect(cb) {
@@ -387,14 +279,6 @@ const supervisor = supervise.install(cluster, {
 
 // Events after one whose listener threw, still to be delivered.
 let leftover = null;
-
-// A listener threw while a batch was being delivered: the rest of it.
-class Interrupted {
-  constructor(error, rest) {
-    this.error = error;
-    this.rest = rest;
-  }
-}
 
 // In Node each message is emitted in its own process.nextTick: a listener
 // that throws is an uncaught exception then and there, and the messages read
@@ -432,104 +316,39 @@ function onDelivery(id, data, events) {
   onEvents(events == null ? [{ kind: 'messages', id, data }] : events);
 }
 
-function emitMessages(worker, messages) {
-  for (let i = 0; i < messages.length; i++) {
-    try {
-      worker.process.emit('message', messages[i], undefined);
-    } catch (error) {
-      throw new Interrupted(error, { kind: 'parsed', id: worker.id, messages: messages.slice(i + 1) });
-    }
-  }
-}
-
+// The worker's own events here (as lib/internal/cluster/primary.js);
+// its process's events in lib/process.js.
 function onEvent(ev) {
   const worker = live.get(ev.id);
   if (worker === undefined) return;
-  const proc = worker.process;
   switch (ev.kind) {
     case 'online':
       worker.state = 'online';
       worker.emit('online');
       cluster.emit('online', worker);
       break;
-    case 'listening': {
-      const m = JSON.parse(ev.data);
-      const info = { addressType: m.addressType, address: m.address, port: m.port, fd: m.fd };
+    case 'listening':
       worker.state = 'listening';
-      worker.emit('listening', info);
-      cluster.emit('listening', worker, info);
+      worker.emit('listening', ev.info);
+      cluster.emit('listening', worker, ev.info);
       break;
-    }
-    case 'message':
-      // One message the engine could not vouch for: JS's parse decides.
-      emitMessages(worker, parseFromWorker(worker, ev.data, false));
-      break;
-    case 'messages':
-      // A listener may disconnect or kill the worker mid-batch; Node would
-      // still deliver what it had read, and so do we.
-      emitMessages(worker, parseFromWorker(worker, ev.data, true));
-      break;
-    case 'parsed':
-      emitMessages(worker, ev.messages);
-      break;
-    case 'messagesV8': {
-      let messages;
-      try {
-        messages = [...deserializeAll(ev.bytes)];
-      } catch (err) {
-        reportWorkerError(worker, err);
-        break;
-      }
-      emitMessages(worker, messages);
-      break;
-    }
-    case 'handleMessage': {
-      let envelope;
-      try {
-        [envelope] = ev.bytes ? deserializeAll(ev.bytes) : [JSON.parse(ev.data)];
-      } catch (err) {
-        require('node:fs').closeSync(ev.fd);
-        reportWorkerError(worker, err);
-        break;
-      }
-      wrapHandle(proc, envelope, ev.fd, (handle) => proc.emit('message', envelope.msg, handle));
-      break;
-    }
     case 'exitedAfterDisconnect':
       worker.exitedAfterDisconnect = true;
       break;
-    case 'disconnect':
-      proc._onDisconnect();
-      break;
-    case 'exit':
-      proc._onExit(ev.code, ev.signal);
-      break;
-    case 'error':
-      reportWorkerError(worker, errors.systemError(ev.error));
-      break;
-    case 'internal': {
-      const message = JSON.parse(ev.data);
-      if (message.cmd === 'NODE_RCLUSTER') supervisor.onMessage(worker, message);
-      else proc._onInternal(message);
-      break;
-    }
     case 'unresponsive':
       supervisor.onUnresponsive(worker);
       break;
-    default:
-      break;
-  }
-}
-
-// The messages in `data` (one JSON text, or an array of them when `batch`);
-// none, and the worker's 'error', when it does not parse.
-function parseFromWorker(worker, data, batch) {
-  try {
-    const parsed = JSON.parse(data);
-    return batch ? parsed : [parsed];
-  } catch (err) {
-    reportWorkerError(worker, err);
-    return [];
+    case 'internal':
+      if (ev.message.cmd === 'NODE_RCLUSTER') {
+        supervisor.onMessage(worker, ev.message);
+        break;
+      }
+    // falls through: child_process's own internal messages
+    default: {
+      if (ev.gone) live.delete(ev.id);
+      const err = deliver(worker.process, ev);
+      if (err) reportWorkerError(worker, err);
+    }
   }
 }
 

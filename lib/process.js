@@ -1,8 +1,12 @@
 'use strict';
 // `worker.process`: a real ChildProcess (a subclass), for a child that the
-// Rust engine spawned and owns. The engine's events drive it. Constructing
-// it runs Node's own ChildProcess constructor, which publishes the process
-// on the 'child_process' diagnostics channel, as every fork() does.
+// Rust engine spawned and owns. This file owns spawning it (spawnWorker:
+// the arguments, stdio, inspect port and the spawn trace, as
+// child_process.fork would make them), its process-level events (deliver:
+// messages, handles, disconnect, exit, errors), and whether workers keep the
+// primary's event loop alive. Constructing one runs Node's own ChildProcess
+// constructor, which publishes the process on the 'child_process'
+// diagnostics channel, as every fork() does.
 
 const { ChildProcess } = require('node:child_process');
 const EventEmitter = require('node:events');
@@ -11,7 +15,8 @@ const dgram = require('node:dgram');
 const net = require('node:net');
 const { constants: { signals } } = require('node:os');
 const errors = require('./errors');
-const { serialize } = require('./serialization');
+const { serialize, deserializeAll } = require('./serialization');
+const native = require('./native').load();
 
 const signalNames = Object.fromEntries(Object.entries(signals).map(([k, v]) => [v, k]));
 
@@ -26,6 +31,8 @@ function convertToValidSignal(signal) {
 }
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+// Node 24 and later trace each spawn on this channel.
+const spawnTrace = NODE_MAJOR >= 24 ? require('node:diagnostics_channel').tracingChannel('child_process.spawn') : null;
 
 // As child_process's Control: `child.channel` while connected. Its ref()
 // and unref() decide, with the process's own, whether the worker keeps the
@@ -57,12 +64,11 @@ class Control extends EventEmitter {
 }
 
 class WorkerProcess extends ChildProcess {
-  constructor(native, id, spawnfile, spawnargs, serialization = 'json', onRefChange = () => {}) {
+  constructor(id, spawnfile, spawnargs, serialization = 'json') {
     super();
     // The engine owns the process: Node's process handle is never spawned.
     this._handle = null;
     this._refd = true;
-    this._onRefChange = onRefChange;
     this._advanced = serialization === 'advanced';
     this._native = native;
     this._id = id;
@@ -148,9 +154,19 @@ class WorkerProcess extends ChildProcess {
       errors.validateObject(options, 'options');
     }
     if (this.connected) return this._send(message, handle, options, callback);
+    return this._channelClosed(callback);
+  }
+
+  // A send on a closed channel: the callback gets ERR_IPC_CHANNEL_CLOSED, or
+  // else 'error' is emitted, as Node's. One exception: the engine may know
+  // the channel closed a moment before JS does ('disconnect' is on its way,
+  // `connected` still true); then, without a callback, only a listener the
+  // app added hears of it (the Worker's own forwarder does not count), since
+  // the app could not have known.
+  _channelClosed(callback) {
     const ex = errors.ERR_IPC_CHANNEL_CLOSED();
     if (typeof callback === 'function') process.nextTick(callback, ex);
-    else process.nextTick(() => this.emit('error', ex));
+    else if (!this.connected || this.listenerCount('error') > 1) process.nextTick(() => this.emit('error', ex));
     return false;
   }
 
@@ -188,13 +204,7 @@ class WorkerProcess extends ChildProcess {
   }
 
   _afterSend(sent, callback) {
-    if (!sent) {
-      // The worker closed the channel a moment ago; 'disconnect' is on its way.
-      const ex = errors.ERR_IPC_CHANNEL_CLOSED();
-      if (typeof callback === 'function') process.nextTick(callback, ex);
-      else if (this.listenerCount('error') > 0) process.nextTick(() => this.emit('error', ex));
-      return false;
-    }
+    if (!sent) return this._channelClosed(callback);
     if (typeof callback === 'function') process.nextTick(callback, null);
     return true;
   }
@@ -206,11 +216,7 @@ class WorkerProcess extends ChildProcess {
     const { type, fd, extra } = describeHandle(handle);
     const envelope = { cmd: 'NODE_HANDLE', type, msg: message, ...extra };
     const bytes = this._advanced ? serialize(envelope) : Buffer.from(`${JSON.stringify(envelope)}\n`);
-    if (!this._native.sendHandle(this._id, bytes, fd, this._now())) {
-      const ex = errors.ERR_IPC_CHANNEL_CLOSED();
-      if (typeof callback === 'function') process.nextTick(callback, ex);
-      return false;
-    }
+    if (!this._native.sendHandle(this._id, bytes, fd, this._now())) return this._channelClosed(callback);
     const keepOpen = Boolean(options && options.keepOpen);
     if (type === 'net.Socket' && handle.server) {
       // As child_process: the server now asks this worker about the sockets
@@ -238,10 +244,6 @@ class WorkerProcess extends ChildProcess {
   // child_process's internal messages (cmd NODE_*), never a 'message'.
   _sendInternal(message) {
     return this.connected && this._write(message);
-  }
-
-  _onInternal(message) {
-    this.emit('internalMessage', message);
   }
 
   // A socket the worker sent from one of its servers: the worker's server
@@ -285,7 +287,7 @@ class WorkerProcess extends ChildProcess {
   }
 
   _refChanged() {
-    this._onRefChange();
+    updateRef();
   }
 
   _onDisconnect() {
@@ -425,4 +427,204 @@ function wrapHandle(child, { type, dgramType, key }, fd, emit) {
   }
 }
 
-module.exports = { WorkerProcess, convertToValidSignal, wrapHandle };
+// ---------------------------------------------------------------- spawning
+
+const STDIO_WORDS = new Set(['pipe', 'overlapped', 'ignore', 'inherit', 'ipc']);
+
+// As child_process.fork: a word becomes [w, w, w, 'ipc']; an array must hold
+// 'ipc'. Each entry: one of STDIO_WORDS, or a descriptor (a number).
+function stdioArray(stdio, silent) {
+  if (typeof stdio === 'string') {
+    if (!STDIO_WORDS.has(stdio)) throw errors.ERR_INVALID_ARG_VALUE('stdio', stdio);
+    return [stdio, stdio, stdio, 'ipc'];
+  }
+  if (!Array.isArray(stdio)) return silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : ['inherit', 'inherit', 'inherit', 'ipc'];
+  if (!stdio.includes('ipc')) throw errors.ERR_CHILD_PROCESS_IPC_REQUIRED('options.stdio');
+  return stdio.map((s, i) => {
+    if (s == null) return i < 3 ? 'pipe' : 'ignore';
+    if (typeof s === 'string' && STDIO_WORDS.has(s)) return s;
+    if (Number.isInteger(s) && s >= 0) return s;
+    if (typeof s === 'object' && Number.isInteger(s.fd)) return s.fd;
+    throw errors.ERR_INVALID_ARG_VALUE('stdio', s);
+  });
+}
+
+const kInspectArg = /--inspect(?:-brk|-port)?|--debug-port/;
+let debugPortOffset = 1;
+
+function inspectPortFor(settings) {
+  const { inspectPort } = settings;
+  let port;
+  if (typeof inspectPort === 'function') port = inspectPort();
+  else if (inspectPort == null) {
+    port = process.debugPort + debugPortOffset;
+    if (port > 65535) port = port - 65535 + 1024 - 1;
+    debugPortOffset++;
+  } else port = inspectPort;
+  errors.validateInt32(port, 'inspectPort', 0, 65535);
+  return port;
+}
+
+// Worker processes the engine still reports on: until its event says one is
+// gone (exited and disconnected; the engine decides).
+const procs = new Map();
+let referenced = false;
+
+// Node's primary stays alive while a worker's process or channel is
+// referenced (until it exits or disconnects; `worker.process.unref()` and
+// `worker.process.channel.unref()` let go), and may exit after the last.
+function updateRef() {
+  let want = false;
+  for (const proc of procs.values()) {
+    if (proc._keepsAlive()) {
+      want = true;
+      break;
+    }
+  }
+  if (want !== referenced) {
+    referenced = want;
+    native.setRef(want);
+  }
+}
+
+/**
+ * Spawns worker `id` as child_process.fork(settings.exec, settings.args,
+ * settings) would, with `env` (the whole environment); returns its
+ * WorkerProcess. A failed spawn is its 'error', then 'exit', as in Node.
+ */
+function spawnWorker(settings, id, env) {
+  const execArgv = [...settings.execArgv];
+  if (execArgv.some((a) => kInspectArg.test(a)) || kInspectArg.test(process.env.NODE_OPTIONS || '')) {
+    execArgv.push(`--inspect-port=${inspectPortFor(settings)}`);
+  }
+  const file = settings.execPath || process.execPath;
+  const args = [...execArgv, settings.exec, ...settings.args].map(String);
+  const envList = [];
+  for (const [k, v] of Object.entries(env)) {
+    if (v !== undefined) envList.push(`${k}=${v}`);
+  }
+  const serialization = settings.serialization || 'json';
+  const proc = new WorkerProcess(id, file, [file, ...args], serialization);
+  const options = {
+    id,
+    file,
+    args,
+    env: envList,
+    cwd: settings.cwd,
+    uid: settings.uid,
+    gid: settings.gid,
+    stdio: stdioArray(settings.stdio, settings.silent),
+    serialization,
+  };
+  // As Node 24+'s ChildProcess.prototype.spawn: the 'child_process.spawn'
+  // tracing channel sees start, then end or error.
+  const trace = spawnTrace && spawnTrace.hasSubscribers ? spawnTrace : null;
+  if (trace) {
+    trace.start.publish({ process: proc, options: { ...options, args: [file, ...args], envPairs: envList } });
+  }
+  const res = native.spawn(options);
+  if (res.error) {
+    // As ChildProcess: a spawn failure is an 'error' event, then 'exit' with the errno.
+    const err = errors.systemError(res.error, {
+      syscall: `spawn ${file}`, path: file, spawnargs: args,
+    });
+    if (trace) trace.error.publish({ process: proc, error: err });
+    process.nextTick(() => {
+      proc.emit('error', err);
+      proc._onExit(res.error.errno, null);
+    });
+    return proc;
+  }
+  proc._spawned(res.pid, res.fds, res.channelFd);
+  procs.set(id, proc);
+  updateRef();
+  if (trace) trace.end.publish({ process: proc });
+  return proc;
+}
+
+// ---------------------------------------------------------------- events
+
+// A 'message' listener threw mid-read: the error, and the messages after it
+// (still to be delivered, as Node delivers each in its own tick).
+class Interrupted {
+  constructor(error, rest) {
+    this.error = error;
+    this.rest = rest;
+  }
+}
+
+function emitMessages(proc, id, messages) {
+  for (let i = 0; i < messages.length; i++) {
+    try {
+      proc.emit('message', messages[i], undefined);
+    } catch (error) {
+      throw new Interrupted(error, { kind: 'parsed', id, messages: messages.slice(i + 1) });
+    }
+  }
+}
+
+// Bad bytes from a worker (JSON or V8 that does not parse) are returned,
+// for the primary to report as that worker's error.
+class BadBytes {
+  constructor(error) {
+    this.error = error;
+  }
+}
+
+function decode(fn) {
+  try {
+    return fn();
+  } catch (err) {
+    return new BadBytes(err);
+  }
+}
+
+/**
+ * One engine event of worker process `proc`'s own (messages, handles,
+ * internal messages, disconnect, exit, errors). Returns an error the worker
+ * caused (bad bytes, a failed read), for the primary to report, else null;
+ * a 'message' listener that throws comes out as an Interrupted.
+ */
+function deliver(proc, ev) {
+  if (ev.gone) {
+    procs.delete(ev.id);
+    updateRef();
+  }
+  let messages;
+  switch (ev.kind) {
+    // One message the engine could not vouch for: JS's parse decides.
+    case 'message': messages = decode(() => [JSON.parse(ev.data)]); break;
+    // A listener may disconnect or kill the worker mid-batch; Node would
+    // still deliver what it had read, and so do we.
+    case 'messages': messages = decode(() => JSON.parse(ev.data)); break;
+    case 'parsed': messages = ev.messages; break;
+    case 'messagesV8': messages = decode(() => [...deserializeAll(ev.bytes)]); break;
+    case 'handleMessage': {
+      const envelope = decode(() => (ev.bytes ? [...deserializeAll(ev.bytes)][0] : JSON.parse(ev.data)));
+      if (envelope instanceof BadBytes) {
+        require('node:fs').closeSync(ev.fd);
+        return envelope.error;
+      }
+      wrapHandle(proc, envelope, ev.fd, (handle) => proc.emit('message', envelope.msg, handle));
+      return null;
+    }
+    case 'internal':
+      proc.emit('internalMessage', ev.message);
+      return null;
+    case 'disconnect':
+      proc._onDisconnect();
+      return null;
+    case 'exit':
+      proc._onExit(ev.code, ev.signal);
+      return null;
+    case 'error':
+      return errors.systemError(ev.error);
+    default:
+      return null;
+  }
+  if (messages instanceof BadBytes) return messages.error;
+  emitMessages(proc, ev.id, messages);
+  return null;
+}
+
+module.exports = { WorkerProcess, spawnWorker, stdioArray, deliver, Interrupted };

@@ -8,12 +8,20 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
-use crate::delivery::{Delivery, DeliveryArgs, NativeError};
-use crate::error::Error as EngineError;
+use crate::error::{Error as EngineError, NativeError};
 use crate::primary::pressure::Pressure;
-use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec};
+use crate::primary::reader::ReadSide;
+use crate::primary::{
+  delivery_args, DeliveryArgs, Engine, Event, Sink, SpawnSpec, StdioSpec, WorkerStats,
+};
 use crate::sched::key::KeyRule;
 use crate::sched::Placement;
+
+/// A batch for JS, and the channel whose handed-over read it completes.
+struct Delivery {
+  events: Vec<Event>,
+  caught: Option<Arc<ReadSide>>,
+}
 
 type EventFn = ThreadsafeFunction<Delivery, (), FnArgs<DeliveryArgs>, Status, false, true>;
 
@@ -23,8 +31,8 @@ static EVENTS: OnceLock<Arc<EventFn>> = OnceLock::new();
 struct JsSink(Arc<EventFn>, Arc<Pressure>);
 
 impl Sink for JsSink {
-  fn emit(&self, events: Vec<Event>) {
-    let batch = Delivery::from(events);
+  fn emit(&self, events: Vec<Event>, caught: Option<Arc<ReadSide>>) {
+    let batch = Delivery { events, caught };
     self.1.sent();
     // NonBlocking on an unbounded queue only fails while Node shuts down,
     // when nobody is left to tell.
@@ -38,9 +46,9 @@ impl Sink for JsSink {
   }
 }
 
-/// Starts the engine once, with the frozen scheduling policy; `onDelivery`
-/// receives what workers sent and what became of them (see `DeliveryArgs`).
-/// Later calls are no-ops.
+/// Starts the engine once, with the frozen scheduling policy; lib/primary.js's
+/// `onDelivery` receives what workers sent and what became of them (see
+/// `DeliveryArgs`). Later calls are no-ops.
 #[napi]
 pub fn start(
   env: Env,
@@ -61,12 +69,12 @@ pub fn start(
     .callee_handled::<false>()
     .weak::<true>()
     .build_callback(move |ctx| {
-      // On the JS thread, as the batch is handed to index.js.
+      // On the JS thread, as the batch is handed to lib/primary.js.
       delivered.delivered();
-      for side in &ctx.value.caught {
+      if let Some(side) = &ctx.value.caught {
         crate::jsread::caught_up(side);
       }
-      Ok(FnArgs::from(ctx.value.args))
+      Ok(FnArgs::from(delivery_args(ctx.value.events)))
     })?;
   let tsfn = Arc::new(tsfn);
   let sink = JsSink(tsfn.clone(), pressure);
@@ -118,8 +126,9 @@ pub struct SpawnOptions {
   pub cwd: Option<String>,
   pub uid: Option<u32>,
   pub gid: Option<u32>,
-  /// One of `pipe`, `inherit`, `ignore`, `ipc`, or a decimal fd, per slot.
-  pub stdio: Vec<String>,
+  /// What each stdio index gets: `pipe`, `inherit`, `ignore`, `ipc`, or a
+  /// descriptor (lib/process.js's stdio words; anything else is refused).
+  pub stdio: Vec<Either<StdioWord, i32>>,
   pub serialization: Serialization,
 }
 
@@ -130,10 +139,20 @@ pub enum Serialization {
   Advanced,
 }
 
+/// A word for what a stdio index gets, as child_process names them.
+#[napi(string_enum = "lowercase")]
+pub enum StdioWord {
+  Pipe,
+  Overlapped,
+  Inherit,
+  Ignore,
+  Ipc,
+}
+
 #[napi(object)]
 pub struct SpawnResult {
   pub pid: Option<i32>,
-  /// The primary's ends of `pipe` slots 0..2 (now owned by JS), or null.
+  /// The primary's ends of `pipe` stdio indexes (now owned by JS), or null.
   pub fds: Vec<Option<i32>>,
   /// The number of the primary's end of the worker's channel (the engine owns it).
   pub channel_fd: Option<i32>,
@@ -156,22 +175,14 @@ pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
   let stdio = options
     .stdio
     .iter()
-    .enumerate()
-    .map(|(i, s)| match s.as_str() {
-      "pipe" | "overlapped" => Ok(StdioSpec::Pipe),
-      "inherit" => Ok(StdioSpec::Inherit),
-      "ignore" => Ok(StdioSpec::Ignore),
-      "ipc" => Ok(StdioSpec::Ipc),
-      n => n.parse().map(StdioSpec::Fd).map_err(|_| {
-        // lib/primary.js validates stdio first, as Node does; this is the
-        // engine refusing what it cannot spawn, never a silent 'ignore'.
-        Error::new(
-          Status::InvalidArg,
-          format!("stdio[{i}]: {n:?} is not 'pipe', 'inherit', 'ignore', 'ipc' or a descriptor"),
-        )
-      }),
+    .map(|s| match s {
+      Either::A(StdioWord::Pipe | StdioWord::Overlapped) => StdioSpec::Pipe,
+      Either::A(StdioWord::Inherit) => StdioSpec::Inherit,
+      Either::A(StdioWord::Ignore) => StdioSpec::Ignore,
+      Either::A(StdioWord::Ipc) => StdioSpec::Ipc,
+      Either::B(fd) => StdioSpec::Fd(*fd),
     })
-    .collect::<Result<Vec<_>>>()?;
+    .collect();
   let env = options
     .env
     .iter()
@@ -209,7 +220,7 @@ pub fn spawn(options: SpawnOptions) -> Result<SpawnResult> {
       pid: None,
       fds: vec![],
       channel_fd: None,
-      error: Some(NativeError::from(&e)),
+      error: Some(e.into()),
     },
   })
 }
@@ -240,7 +251,7 @@ pub fn close_channel(id: u32) -> Result<()> {
 pub fn kill(id: u32, signal: i32) -> Result<Either<bool, NativeError>> {
   Ok(match engine()?.kill(id, signal) {
     Ok(sent) => Either::A(sent),
-    Err(e) => Either::B(NativeError::from(&e)),
+    Err(e) => Either::B(e.into()),
   })
 }
 
@@ -271,33 +282,10 @@ pub fn watchdog(timeout_ms: f64, grace_ms: f64) -> Result<()> {
   engine()?.watchdog(timeout_ms, grace_ms).map_err(js_error)
 }
 
-/// What the engine counts for one worker.
-#[napi(object)]
-pub struct WorkerStats {
-  pub id: u32,
-  /// Connections handed to it by round-robin, ever.
-  pub dispatched: f64,
-  /// Handed and not yet acknowledged.
-  pub in_flight: u32,
-  /// Milliseconds since its last heartbeat (watchdog on), else null.
-  pub heartbeat_age_ms: Option<f64>,
-}
-
 /// Per-worker counters from the engine.
 #[napi]
 pub fn worker_stats() -> Result<Vec<WorkerStats>> {
-  let stats = engine()?.stats().map_err(js_error)?;
-  Ok(
-    stats
-      .into_iter()
-      .map(|s| WorkerStats {
-        id: s.id,
-        dispatched: s.dispatched as f64,
-        in_flight: s.in_flight,
-        heartbeat_age_ms: s.heartbeat_age_ms,
-      })
-      .collect(),
-  )
+  engine()?.stats().map_err(js_error)
 }
 
 /// `cluster.SCHED_NONE`: the kernel picks the worker.

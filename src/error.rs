@@ -91,6 +91,34 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// An engine failure as JS gets it, shaped like a Node system error
+/// (`code`, `errno`, `syscall`).
+#[napi_derive::napi(object)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeError {
+  pub code: String,
+  pub message: String,
+  pub errno: Option<i32>,
+  pub syscall: Option<String>,
+}
+
+impl From<&Error> for NativeError {
+  fn from(e: &Error) -> Self {
+    NativeError {
+      code: e.code(),
+      message: e.to_string(),
+      errno: e.errno(),
+      syscall: e.syscall().map(str::to_string),
+    }
+  }
+}
+
+impl From<Error> for NativeError {
+  fn from(e: Error) -> Self {
+    NativeError::from(&e)
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;

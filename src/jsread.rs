@@ -1,6 +1,6 @@
 //! The JS thread's half of channel reading (see `primary::reader`): a libuv
 //! poll handle per channel in Node's own event loop, and the direct call into
-//! index.js's event handler. libuv's functions are looked up in the running
+//! lib/primary.js's `onDelivery`. libuv's functions are looked up in the running
 //! node binary, as napi's are; where they cannot be, the engine reads every
 //! channel as before.
 
@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use napi::sys;
 
 use crate::primary::reader::{ReadSide, Step};
-use crate::primary::{user_events, Event};
+use crate::primary::{delivery_args, js_events, DeliveryArgs, Event};
 
 type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
 type CloseCb = unsafe extern "C" fn(*mut c_void);
@@ -35,8 +35,6 @@ const UV_READABLE: c_int = 1;
 /// Reads per readiness callback before giving the loop back, as libuv's
 /// own stream reads do.
 const MAX_READS: usize = 32;
-/// Reads handed to the engine and not yet back, past which polling pauses.
-const MAX_BEHIND: usize = 64;
 
 fn uv() -> Option<&'static Uv> {
   static UV: OnceLock<Option<Uv>> = OnceLock::new();
@@ -82,7 +80,7 @@ fn uv() -> Option<&'static Uv> {
   .as_ref()
 }
 
-/// What the JS thread needs to call index.js from a libuv callback.
+/// What the JS thread needs to call lib/primary.js from a libuv callback.
 struct Ctx {
   env: sys::napi_env,
   on_delivery: sys::napi_ref,
@@ -96,7 +94,6 @@ struct Reader {
   side: Arc<ReadSide>,
   handle: *mut c_void,
   layout: Layout,
-  paused: bool,
 }
 
 thread_local! {
@@ -124,7 +121,7 @@ unsafe fn keep(env: sys::napi_env, value: sys::napi_value) -> Option<sys::napi_r
   (status == sys::Status::napi_ok).then_some(reference)
 }
 
-/// Sets the JS thread up to read channels, calling index.js's
+/// Sets the JS thread up to read channels, calling lib/primary.js's
 /// `on_delivery` (see the binding's `start`) with what it reads. False when
 /// it cannot: the engine reads then.
 ///
@@ -195,7 +192,6 @@ pub fn watch(side: Arc<ReadSide>) {
         side: side.clone(),
         handle,
         layout,
-        paused: false,
       }));
       *handle.cast::<*mut Reader>() = reader;
       // Node's liveness follows the workers (set_ref), not these handles.
@@ -214,10 +210,10 @@ pub fn watch(side: Arc<ReadSide>) {
   }
 }
 
-/// The engine's events for one read JS handed over have reached JS.
+/// The engine's events for one read JS handed over have reached JS:
+/// polling resumes if it had paused and the engine has caught up enough.
 pub fn caught_up(side: &ReadSide) {
-  let left = side.caught_up();
-  if left >= MAX_BEHIND / 2 {
+  if !side.caught_up() {
     return;
   }
   let Some(reader) = READERS.with(|r| r.borrow().get(&side.id()).copied()) else {
@@ -226,8 +222,8 @@ pub fn caught_up(side: &ReadSide) {
   ctx(|ctx| {
     // SAFETY: readers in the map are live (removed before their handle closes).
     unsafe {
-      if (*reader).paused && (ctx.uv.poll_start)((*reader).handle, UV_READABLE, on_readable) == 0 {
-        (*reader).paused = false;
+      if (ctx.uv.poll_start)((*reader).handle, UV_READABLE, on_readable) != 0 {
+        close(ctx, reader);
       }
     }
   });
@@ -239,15 +235,14 @@ unsafe extern "C" fn on_readable(handle: *mut c_void, _status: c_int, _events: c
   let mut buf = BUF.with(|b| b.take());
   buf.resize(64 * 1024, 0);
   for _ in 0..MAX_READS {
-    if side.behind() >= MAX_BEHIND {
+    if side.pause_if_behind() {
       ctx(|ctx| (ctx.uv.poll_stop)(handle));
-      (*reader).paused = true;
       break;
     }
     // An error status shows up as the read's error.
     let more = match side.read(&mut buf) {
       Step::Emit { frames, more } => {
-        let events = user_events(side.id(), frames);
+        let events = js_events(side.id(), frames);
         if !events.is_empty() {
           emit(events);
         }
@@ -279,7 +274,7 @@ unsafe extern "C" fn on_closed(handle: *mut c_void) {
   dealloc(handle.cast(), reader.layout);
 }
 
-/// Calls index.js's handler with `events`, as a callback from the event
+/// Calls lib/primary.js's `onDelivery` with `events`, as a callback from the event
 /// loop: process.nextTick callbacks and promises run after it, and a throw
 /// is an uncaught exception, as from Node's own channel.
 unsafe fn emit(events: Vec<Event>) {
@@ -291,7 +286,7 @@ unsafe fn emit(events: Vec<Event>) {
     }
     let mut func = null_mut();
     let mut global = null_mut();
-    if let Some(args) = crate::delivery::js_args(env, events) {
+    if let Some(args) = js_args(env, delivery_args(events)) {
       if sys::napi_get_reference_value(env, ctx.on_delivery, &mut func) == sys::Status::napi_ok
         && sys::napi_get_global(env, &mut global) == sys::Status::napi_ok
       {
@@ -315,4 +310,15 @@ unsafe fn emit(events: Vec<Event>) {
     }
     sys::napi_close_handle_scope(env, scope);
   });
+}
+
+/// The three arguments of `onDelivery`.
+unsafe fn js_args(env: sys::napi_env, args: DeliveryArgs) -> Option<[sys::napi_value; 3]> {
+  use napi::bindgen_prelude::ToNapiValue;
+  let (id, data, batch) = args;
+  Some([
+    u32::to_napi_value(env, id).ok()?,
+    Option::<String>::to_napi_value(env, data).ok()?,
+    Option::<Vec<Event>>::to_napi_value(env, batch).ok()?,
+  ])
 }

@@ -3,7 +3,6 @@
 #![deny(clippy::all)]
 
 pub mod binding;
-mod delivery;
 mod error;
 mod ipc;
 mod jsread;

@@ -59,6 +59,7 @@ function createHook(engine) {
     if (msg.act === 'heartbeat') {
       worker[kHeartbeat] = { rss: msg.rss, eventLoopDelayMs: msg.eventLoopDelayMs, at: Date.now() };
     } else if (msg.act === 'connections') {
+      // The portable engine's count (the native engine keeps its own).
       worker[kConnections] = msg.open;
     } else if (msg.act === 'ready') {
       worker.emit('ready');

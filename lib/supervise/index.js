@@ -21,8 +21,8 @@ const { createAppMetrics } = require('./appmetrics');
  * - `live`: Map of id to every worker not yet gone (exited and disconnected);
  * - `forkReplacing(env, old)`: forks `old`'s successor in a reload;
  * - `watchdog(timeout, grace)`: starts the hung-worker watchdog, once;
- * - `stats()`: Map of id to { dispatched, inFlight, heartbeatAgeMs } (or null
- *   where the engine does not count them);
+ * - `stats()`: Map of id to { dispatched, inFlight, connectionsOpen,
+ *   heartbeatAgeMs } (null where the engine does not count them);
  * - `reapOrphans(keep)`, `childSubreaper()`: where the engine can reap
  *   adopted orphans (the native one), else absent.
  */

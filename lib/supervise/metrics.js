@@ -6,7 +6,7 @@
 const { prometheusText } = require('../prometheus');
 const errors = require('../errors');
 const { validateNumber } = require('./validate');
-const { kForkedAt, kRestarts, kHeartbeat, kConnections } = require('./keys');
+const { kForkedAt, kRestarts, kHeartbeat } = require('./keys');
 
 /**
  * `engine.stats()`: the engine's per-worker counters, a Map by id;
@@ -27,7 +27,7 @@ function installMetrics(cluster, engine, restart, appMetrics) {
         restarts: w[kRestarts],
         connectionsDispatched: s.dispatched === undefined ? 0 : s.dispatched,
         connectionsInFlight: s.inFlight === undefined ? 0 : s.inFlight,
-        connectionsOpen: w[kConnections] ?? 0,
+        connectionsOpen: s.connectionsOpen ?? 0,
         rssBytes: hb.rss ?? null,
         eventLoopDelayMs: hb.eventLoopDelayMs ?? null,
         heartbeatAgeMs: s.heartbeatAgeMs ?? null,

@@ -43,18 +43,14 @@ function crashTracker(options) {
 }
 
 function createRestart(cluster) {
-  let given = null; // the options as setupPrimary() gave them (null: off)
-  let tracker = null;
+  let tracker = null; // null: restart is off
   let total = 0;
   const timers = new Set();
 
-  // fork() calls setupPrimary() each time: keep the crash-loop window unless
-  // the restart options really changed.
+  // Settings given (setupPrimary with options): a new crash-loop window.
   function configure(settings) {
-    const next = resolveRestart(settings.restart);
-    if (JSON.stringify(next) === JSON.stringify(given)) return;
-    given = next;
-    tracker = next ? crashTracker(next) : null;
+    const policy = resolveRestart(settings.restart);
+    tracker = policy ? crashTracker(policy) : null;
   }
 
   function onFork(worker, env) {

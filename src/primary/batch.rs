@@ -1,18 +1,22 @@
-//! A read's user messages as JS gets them: consecutive JSON messages joined
+//! A read's messages as JS gets them: consecutive JSON user messages joined
 //! into one JSON array (one `JSON.parse` in JS), V8 payloads length-prefixed.
 
 use super::event::Event;
 use crate::ipc::json::Frame;
 
-/// The events for a read of plain user messages (JSON text or V8 payloads).
-pub(crate) fn user_events(id: u32, frames: Vec<Frame>) -> Vec<Event> {
+/// The events for a read of messages JS handles itself (`reader::for_js`).
+pub(crate) fn js_events(id: u32, frames: Vec<Frame>) -> Vec<Event> {
   let mut events = Vec::new();
   let mut batch = Batch::default();
   for frame in frames {
     match frame {
       Frame::User(json) => batch.push(id, json, &mut events),
       Frame::UserBytes(payload) => batch.push_bytes(&payload),
-      _ => unreachable!("only plain user messages come here"),
+      Frame::Internal(msg) => {
+        batch.flush(id, &mut events);
+        events.push(Event::internal(id, msg));
+      }
+      Frame::HandleBytes(_) | Frame::Bad(_) => unreachable!("the engine's (reader::for_js)"),
     }
   }
   batch.flush(id, &mut events);
@@ -34,7 +38,7 @@ impl Batch {
   pub fn push(&mut self, id: u32, json: String, events: &mut Vec<Event>) {
     if serde_json::from_str::<serde::de::IgnoredAny>(&json).is_err() {
       self.flush(id, events);
-      events.push(Event::Message { id, json });
+      events.push(Event::Message { id, data: json });
       return;
     }
     self.array.push(if self.count == 0 { '[' } else { ',' });
@@ -52,7 +56,7 @@ impl Batch {
     if !self.v8.is_empty() {
       events.push(Event::MessagesV8 {
         id,
-        bytes: std::mem::take(&mut self.v8),
+        bytes: std::mem::take(&mut self.v8).into(),
       });
     }
     if self.count == 0 {
@@ -61,7 +65,7 @@ impl Batch {
     let mut array = std::mem::take(&mut self.array);
     array.push(']');
     self.count = 0;
-    events.push(Event::Messages { id, array });
+    events.push(Event::Messages { id, data: array });
   }
 }
 
@@ -84,21 +88,20 @@ mod tests {
     batch.push(1, "not json".into(), &mut events);
     batch.push(1, "3".into(), &mut events);
     batch.flush(1, &mut events);
+    let texts: Vec<(&str, &str)> = events
+      .iter()
+      .map(|e| match e {
+        Event::Messages { data, .. } => ("messages", data.as_str()),
+        Event::Message { data, .. } => ("message", data.as_str()),
+        _ => panic!("only message events here"),
+      })
+      .collect();
     assert_eq!(
-      events,
-      vec![
-        Event::Messages {
-          id: 1,
-          array: "[{\"a\":1},\"two\"]".into()
-        },
-        Event::Message {
-          id: 1,
-          json: "not json".into()
-        },
-        Event::Messages {
-          id: 1,
-          array: "[3]".into()
-        },
+      texts,
+      [
+        ("messages", "[{\"a\":1},\"two\"]"),
+        ("message", "not json"),
+        ("messages", "[3]"),
       ]
     );
   }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::state::{Shared, State};
 use crate::sched::dispatcher::Dispatcher;
-use crate::sched::handle::{Dispatch, Handle};
+use crate::sched::handle::Handle;
 
 /// The engine, as a listen handle's tasks see it.
 #[derive(Clone)]
@@ -36,38 +36,24 @@ impl Dispatcher for EngineLink {
 /// Hands queued connections to workers with room.
 pub(crate) fn pump(st: &mut State, key: &str) {
   loop {
-    let Some(Dispatch { mut rr, key_json }) = st.handles.get(key).and_then(Handle::dispatch) else {
+    let Some(mut queue) = st.handles.get(key).and_then(Handle::queue) else {
       return;
     };
-    let Some((worker, conn)) = rr.next_assignment() else {
+    let Some((worker, conn)) = queue.next_assignment() else {
       return;
     };
-    let slot = st.workers.get_mut(&worker).filter(|s| s.connected);
-    let Some(slot) = slot else {
-      // Cannot happen while handles drop workers on disconnect; if it did,
-      // keep the connection and forget the worker.
-      rr.settled(worker);
-      rr.push_front(conn);
-      rr.remove(worker);
-      continue;
+    drop(queue);
+    // A handle holds connected workers only (`on_channel_closed` takes a
+    // worker out of every handle as its channel closes).
+    let Some(w) = st.workers.get_mut(&worker) else {
+      return;
     };
-    let seq = slot.next_seq();
-    let bytes = if slot.advanced {
-      slot.encode(&serde_json::json!({
-        "cmd": "NODE_HANDLE", "type": "net.Native",
-        "msg": {"cmd": "NODE_CLUSTER", "act": "newconn", "key": key, "seq": seq}
-      }))
-    } else {
-      // The hot path: the JSON envelope written directly, key pre-escaped.
-      format!(
-        "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":{},\"seq\":{seq}}}}}\n",
-        key_json
-      )
-      .into_bytes()
-    };
-    slot.newconns.insert(seq, (key.to_string(), conn.clone()));
-    slot.dispatched += 1;
-    slot.send(bytes.into(), Some(conn));
+    let mut msg = serde_json::Map::new();
+    msg.insert("act".into(), "newconn".into());
+    msg.insert("key".into(), key.into());
+    let seq = w.send_cluster(msg, Some((conn.clone(), "net.Native")));
+    w.newconns.insert(seq, (key.to_string(), conn));
+    w.dispatched += 1;
   }
 }
 
@@ -93,10 +79,10 @@ pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool
 
 /// Puts back a connection `from` did not take, if another worker can have it.
 pub(crate) fn requeue(st: &mut State, from: u32, key: &str, conn: Arc<OwnedFd>) {
-  let queued = match st.handles.get(key).and_then(Handle::dispatch) {
+  let queued = match st.handles.get(key).and_then(Handle::queue) {
     // A lone worker that refused would only refuse again (Node loops here).
-    Some(Dispatch { mut rr, .. }) if rr.has_other_than(from) => {
-      rr.push_front(conn);
+    Some(mut queue) if queue.has_other_than(from) => {
+      queue.push_front(conn);
       true
     }
     _ => false,

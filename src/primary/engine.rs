@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{mpsc as std_mpsc, Arc};
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -13,10 +12,10 @@ use super::event::{Event, Sink, Spawned, WorkerStats};
 use super::registry::{signal_worker, Lanes, PidFds};
 use super::spawn::SpawnSpec;
 use super::state::{Shared, State};
-use super::{protocol, worker};
+use super::{protocol, tasks};
 use crate::error::Result;
 use crate::sched::Placement;
-use crate::supervise::watchdog::{self, Beat, Verdict, Watched};
+use crate::supervise::watchdog::{self, now_ms, Beat, Verdict, Watched};
 
 pub(crate) enum Command {
   Spawn(Box<SpawnSpec>, std_mpsc::SyncSender<Result<Spawned>>),
@@ -64,7 +63,6 @@ pub(crate) async fn run(
     key_rule,
     js_reads: js_reads && policy != crate::sched::SCHED_RR,
     watchdog: None,
-    epoch: Instant::now(),
     heirs: HashMap::new(),
     workers: HashMap::new(),
     handles: HashMap::new(),
@@ -76,7 +74,7 @@ pub(crate) async fn run(
     match cmd {
       Command::Spawn(spec, reply) => {
         // The JS thread is blocked on this reply; it cannot be gone.
-        let _ = reply.send(worker::start(&state, &spec));
+        let _ = reply.send(tasks::start(&state, &spec));
       }
       Command::Disconnect { id } => protocol::disconnect(&state, id),
       Command::Inherit { heir, from } => {
@@ -89,9 +87,12 @@ pub(crate) async fn run(
         let first = state.borrow().watchdog.is_none();
         let mut st = state.borrow_mut();
         st.watchdog = Some((timeout_ms, grace_ms));
-        let now = st.now_ms();
-        for slot in st.workers.values_mut() {
-          slot.beat.get_or_insert(Beat::new(now));
+        for w in st.workers.values_mut() {
+          if w.beat.is_none() {
+            // Watched from now on: its timeout starts now.
+            w.heard.touch();
+            w.beat = Some(Beat::default());
+          }
         }
         drop(st);
         if first {
@@ -103,23 +104,24 @@ pub(crate) async fn run(
       }
       Command::Stats(reply) => {
         let st = state.borrow();
-        let now = st.now_ms();
+        let now = now_ms();
         let stats = st
           .workers
           .iter()
-          .filter(|(_, s)| !s.exited)
-          .map(|(&id, s)| WorkerStats {
+          .filter(|(_, w)| !w.exited)
+          .map(|(&id, w)| WorkerStats {
             id,
-            dispatched: s.dispatched,
-            in_flight: s.newconns.len() as u32,
-            heartbeat_age_ms: s.beat.map(|b| now - b.last_ms),
+            dispatched: w.dispatched as f64,
+            in_flight: w.newconns.len() as u32,
+            connections_open: w.open,
+            heartbeat_age_ms: w.beat.map(|_| now - w.heard.ms()),
           })
           .collect();
         let _ = reply.send(stats);
       }
       Command::CloseChannel { id } => {
-        if let Some(slot) = state.borrow().workers.get(&id) {
-          slot.channel.shutdown();
+        if let Some(w) = state.borrow().workers.get(&id) {
+          w.channel.shutdown();
         }
       }
     }
@@ -152,14 +154,14 @@ impl Watched for EngineWatch {
     {
       return false;
     }
-    let now = st.now_ms();
+    let now = now_ms();
     let mut buf = self.buf.borrow_mut();
     let mut read = false;
-    for slot in st.workers.values() {
-      let (Some(side), Some(beat)) = (&slot.reader, &slot.beat) else {
+    for w in st.workers.values() {
+      let (Some(side), Some(_)) = (&w.reader, &w.beat) else {
         continue;
       };
-      if slot.connected && now - beat.last_ms > quiet_ms {
+      if w.connected && now - w.heard.ms() > quiet_ms {
         side.drain(&mut buf, 16);
         read = true;
       }
@@ -169,14 +171,15 @@ impl Watched for EngineWatch {
 
   fn judge(&self, timeout_ms: f64, grace_ms: f64) -> Vec<(u32, Verdict)> {
     let mut st = self.state.borrow_mut();
-    let now = st.now_ms();
+    let now = now_ms();
     let mut verdicts = Vec::new();
-    for (&id, slot) in st.workers.iter_mut() {
-      if slot.exited {
+    for (&id, w) in st.workers.iter_mut() {
+      if w.exited {
         continue;
       }
-      if let Some(beat) = slot.beat.as_mut() {
-        verdicts.push((id, beat.check(now, timeout_ms, grace_ms)));
+      let last = w.heard.ms();
+      if let Some(beat) = w.beat.as_mut() {
+        verdicts.push((id, beat.check(last, now, timeout_ms, grace_ms)));
       }
     }
     verdicts

@@ -2,12 +2,15 @@
 //! a single-threaded tokio runtime that spawns, reads, writes, accepts and
 //! reaps. JS talks to it through [`Engine`]; it talks back through a [`Sink`].
 //!
-//! The files, each using only those listed before it: `reader` (who reads a
-//! channel), `event` (what JS is told), `pressure`, `registry` (tables
-//! shared with the JS thread), `batch` (user messages of one read), `spawn`,
-//! `slot` (the primary's view of one worker), `state` (the engine's state),
-//! `dispatch` (handing out connections), `protocol` (Node's cluster
-//! protocol), `worker` (one worker's tasks), `engine` (the command loop).
+//! The files, each using only those listed before it (the module-graph
+//! test checks this list): `spawn` (a process and its channel), `reader`
+//! (who reads a channel), `pressure` (JS's backlog), `event` (what JS is
+//! told), `batch` (the events of one read), `registry` (tables shared with
+//! the JS thread), `worker` (what the engine keeps of one worker), `state`
+//! (the engine's state), `dispatch` (handing out connections with
+//! `newconn`), `protocol` (Node's cluster protocol), `tasks` (one worker's
+//! reader, writer and reaper), `engine` (the command loop and the
+//! watchdog's view of it).
 
 mod batch;
 mod dispatch;
@@ -17,9 +20,9 @@ pub(crate) mod pressure;
 mod protocol;
 pub(crate) mod reader;
 mod registry;
-mod slot;
 pub(crate) mod spawn;
 mod state;
+mod tasks;
 mod worker;
 
 use std::os::fd::OwnedFd;
@@ -30,9 +33,9 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::ipc::lane::{Lane, Outgoing};
 use crate::sched::Placement;
-pub(crate) use batch::user_events;
+pub(crate) use batch::js_events;
 use engine::Command;
-pub(crate) use event::{Event, Sink, Spawned, WorkerStats};
+pub(crate) use event::{delivery_args, DeliveryArgs, Event, Sink, Spawned, WorkerStats};
 use registry::{signal_worker, Lanes, PidFds};
 pub(crate) use spawn::{SpawnSpec, StdioSpec};
 

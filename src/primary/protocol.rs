@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::batch::{push_length_prefixed, Batch};
 use super::dispatch::{self, EngineLink};
-use super::event::{Event, PassedFd};
-use super::reader::{CaughtUp, ReadSide};
+use super::event::Event;
+use super::reader::{engine_only, js_answers, ReadSide};
 use super::state::{Shared, State};
 use crate::error::{Error, Result};
 use crate::ipc::json::{is_internal, Frame};
@@ -21,7 +21,10 @@ use crate::sched::listen::Target;
 use crate::sched::Spread;
 
 /// Handles everything one read produced; emits the resulting events as one
-/// batch, ending with `caught`'s marker when JS read it (see `reader`).
+/// batch. `caught`: JS read it and handed it over (see `reader`); it learns
+/// when the engine is done with it: with the batch, or at once when the
+/// read has nothing for JS (before answering it, so the worker's next
+/// message, after the answer, finds the JS thread free to take it).
 pub(crate) fn on_frames(
   state: &Shared,
   id: u32,
@@ -29,6 +32,13 @@ pub(crate) fn on_frames(
   fds: &mut VecDeque<OwnedFd>,
   caught: Option<&Arc<ReadSide>>,
 ) {
+  let mut caught = caught.cloned();
+  if caught
+    .as_ref()
+    .is_some_and(|side| frames.iter().all(engine_only) && side.settled())
+  {
+    caught = None;
+  }
   let mut events = Vec::new();
   let mut batch = Batch::default();
   let mut st = state.borrow_mut();
@@ -50,29 +60,30 @@ pub(crate) fn on_frames(
         batch.flush(id, &mut events);
         events.push(Event::Error {
           id,
-          error: Error::BadMessage(why),
+          error: Error::BadMessage(why).into(),
         });
       }
     }
   }
   batch.flush(id, &mut events);
-  if let Some(side) = caught {
-    events.push(Event::CaughtUp(CaughtUp(side.clone())));
+  match caught {
+    Some(side) if events.is_empty() && side.settled() => {}
+    Some(side) => st.sink.emit(events, Some(side)),
+    None => st.emit(events),
   }
-  st.emit(events);
 }
 
 /// Answers a NODE_HANDLE: ACK, or NACK when its descriptor is missing (the
 /// worker then sends it again, as Node's sender does).
 fn ack_handle(st: &mut State, id: u32, ok: bool) {
-  if let Some(slot) = st.workers.get_mut(&id) {
+  if let Some(w) = st.workers.get_mut(&id) {
     let cmd = if ok {
       "NODE_HANDLE_ACK"
     } else {
       "NODE_HANDLE_NACK"
     };
-    let msg = slot.encode(&serde_json::json!({ "cmd": cmd }));
-    slot.send(msg.into(), None);
+    let msg = w.encode(&serde_json::json!({ "cmd": cmd }));
+    w.send(msg.into(), None);
   }
 }
 
@@ -91,12 +102,7 @@ fn got_handle(
     return;
   };
   ack_handle(st, id, true);
-  events.push(Event::HandleMessage {
-    id,
-    json,
-    v8,
-    fd: PassedFd(fd),
-  });
+  events.push(Event::handle_message(id, json, v8, fd));
 }
 
 fn on_internal(
@@ -107,17 +113,22 @@ fn on_internal(
   fds: &mut VecDeque<OwnedFd>,
   events: &mut Vec<Event>,
 ) {
+  if js_answers(&msg) {
+    // The engine read it (under SCHED_RR, or after a read it had to answer).
+    events.push(Event::internal(id, msg));
+    return;
+  }
   match msg["cmd"].as_str().unwrap_or_default() {
     "NODE_HANDLE_ACK" => {
-      if let Some(slot) = st.workers.get(&id) {
-        slot.lane.handle_acked();
+      if let Some(w) = st.workers.get(&id) {
+        w.lane.handle_acked();
       }
     }
     "NODE_HANDLE_NACK" => {
       // The worker lost the descriptor (MSG_CTRUNC on its side): send it again.
-      if let Some(slot) = st.workers.get(&id) {
+      if let Some(w) = st.workers.get(&id) {
         // ChannelClosed: the reader reports the close.
-        let _ = slot.lane.handle_nacked();
+        let _ = w.lane.handle_nacked();
       }
     }
     "NODE_HANDLE" => {
@@ -132,36 +143,21 @@ fn on_internal(
       }
     }
     "NODE_CLUSTER" => on_cluster(st, state, id, msg, events),
-    // JS answers these: rcluster's worker hook (heartbeats also feed the
-    // watchdog here), and the sockets sent between the processes, whose
-    // count JS keeps per server key.
-    cmd @ ("NODE_RCLUSTER"
-    | "NODE_SOCKET_NOTIFY_CLOSE"
-    | "NODE_SOCKET_GET_COUNT"
-    | "NODE_SOCKET_ALL_CLOSED"
-    | "NODE_SOCKET_COUNT") => {
-      if cmd == "NODE_RCLUSTER" && msg["act"] == "heartbeat" {
-        let now = st.now_ms();
-        if let Some(beat) = st.workers.get_mut(&id).and_then(|s| s.beat.as_mut()) {
-          beat.heard(now);
-        }
+    "NODE_RCLUSTER" => {
+      // The worker hook's count of its open connections (the only hook
+      // message for the engine): placement follows it, metrics read it.
+      let count = |k: &str| {
+        msg[k]
+          .as_u64()
+          .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
+      };
+      let (open, closed) = (count("open"), count("closed"));
+      if let Some(w) = st.workers.get_mut(&id) {
+        w.open = open;
       }
-      if cmd == "NODE_RCLUSTER" && msg["act"] == "connections" {
-        // The worker hook's count of its open connections: placement follows it.
-        let count = |k: &str| {
-          msg[k]
-            .as_u64()
-            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
-        };
-        let (open, closed) = (count("open"), count("closed"));
-        for handle in st.handles.values_mut() {
-          handle.connections(id, open, closed);
-        }
+      for handle in st.handles.values_mut() {
+        handle.connections(id, open, closed);
       }
-      events.push(Event::Internal {
-        id,
-        json: msg.to_string(),
-      });
     }
     // Other NODE_* messages belong to child_process internals we do not use.
     _ => {}
@@ -176,15 +172,7 @@ fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut 
     return;
   }
   match msg["act"].as_str().unwrap_or_default() {
-    "online" => events.push(Event::Online { id }),
     "queryServer" => query_server(st, state, id, &msg),
-    "listening" => {
-      // The whole message goes to JS, which picks Node's four fields.
-      events.push(Event::Listening {
-        id,
-        info: msg.to_string(),
-      });
-    }
     "close" => {
       let key = msg["key"].as_str().unwrap_or_default();
       if st.handles.get_mut(key).is_some_and(|h| h.remove(id, true)) {
@@ -193,11 +181,11 @@ fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut 
     }
     "exitedAfterDisconnect" => {
       events.push(Event::ExitedAfterDisconnect { id });
-      if let Some(slot) = st.workers.get_mut(&id) {
-        slot.leaving = true;
+      if let Some(w) = st.workers.get_mut(&id) {
+        w.leaving = true;
         let mut reply = Map::new();
         reply.insert("ack".into(), msg["seq"].clone());
-        slot.send_cluster(reply, None);
+        w.send_cluster(reply, None);
       }
     }
     _ => {}
@@ -205,11 +193,11 @@ fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut 
 }
 
 fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
-  let Some(slot) = st.workers.get(&id) else {
+  let Some(w) = st.workers.get(&id) else {
     return;
   };
   // As Node: stop processing if the worker is already disconnecting.
-  if slot.leaving {
+  if w.leaving {
     return;
   }
   let key = handle_key(msg, st.key_rule);
@@ -274,38 +262,38 @@ fn reply_query(st: &mut State, id: u32, key: &str, msg: &Value, added: Result<(A
       fd = added.fd;
     }
   }
-  if let Some(slot) = st.workers.get_mut(&id) {
-    slot.send_cluster(reply, fd);
+  if let Some(w) = st.workers.get_mut(&id) {
+    w.send_cluster(reply, fd);
   }
 }
 
 /// `worker.disconnect()` in the primary: tell the worker, drop its handles.
 pub(crate) fn disconnect(state: &Shared, id: u32) {
   let mut st = state.borrow_mut();
-  if let Some(slot) = st.workers.get_mut(&id) {
-    slot.leaving = true;
+  if let Some(w) = st.workers.get_mut(&id) {
+    w.leaving = true;
     let mut msg = Map::new();
     msg.insert("act".into(), "disconnect".into());
-    slot.send_cluster(msg, None);
+    w.send_cluster(msg, None);
   }
   st.remove_from_handles(id, true);
 }
 
 pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   let mut st = state.borrow_mut();
-  let Some(slot) = st.workers.get_mut(&id) else {
+  let Some(w) = st.workers.get_mut(&id) else {
     return;
   };
-  slot.connected = false;
-  slot.lane.close();
+  w.connected = false;
+  w.lane.close();
   crate::sync::lock(&st.lanes).remove(&id);
-  let Some(slot) = st.workers.get_mut(&id) else {
+  let Some(w) = st.workers.get_mut(&id) else {
     return;
   };
-  slot.closed.notify_one();
-  let orphans: Vec<_> = slot.newconns.drain().map(|(_, conn)| conn).collect();
-  let exited = slot.exited;
-  let on_purpose = slot.leaving;
+  w.closed.notify_one();
+  let orphans: Vec<_> = w.newconns.drain().map(|(_, conn)| conn).collect();
+  let exited = w.exited;
+  let on_purpose = w.leaving;
   st.remove_from_handles(id, on_purpose);
   // Connections this worker never acked were never read: give them to another worker.
   for (key, conn) in orphans {
@@ -315,16 +303,18 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
     st.workers.remove(&id);
   }
   st.heirs.retain(|&heir, &mut from| heir != id && from != id);
-  st.emit(vec![Event::Disconnect { id }]);
+  st.emit(vec![Event::Disconnect { id, gone: exited }]);
 }
 
 pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option<String>) {
   let mut st = state.borrow_mut();
   crate::sync::lock(&st.pidfds).remove(&id);
-  if let Some(slot) = st.workers.get_mut(&id) {
-    slot.exited = true;
-    let leaving = slot.leaving;
-    if !slot.connected {
+  let mut gone = true;
+  if let Some(w) = st.workers.get_mut(&id) {
+    w.exited = true;
+    let leaving = w.leaving;
+    gone = !w.connected;
+    if gone {
       st.workers.remove(&id);
     }
     // A dead worker accepts nothing: steer new connections off its
@@ -332,5 +322,10 @@ pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option
     // may be forked), rather than once its channel's end is read.
     st.handles.retain(|_, h| !h.worker_exited(id, leaving));
   }
-  st.emit(vec![Event::Exit { id, code, signal }]);
+  st.emit(vec![Event::Exit {
+    id,
+    code,
+    signal,
+    gone,
+  }]);
 }

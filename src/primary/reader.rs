@@ -1,25 +1,73 @@
-//! Which thread reads a worker's channel.
+//! Which thread reads a worker's channel: one reader at a time, this one.
 //!
-//! Under SCHED_RR the engine does: the dispatcher's acks are on its hot path.
-//! Under the other policies the JS thread does, as Node's primary does, so a
-//! worker's reply reaches a `'message'` listener after one thread wake-up,
-//! not two (engine, then JS). The JS thread emits a read's plain user
-//! messages itself. A read with anything the engine answers (the cluster
-//! protocol, handles and their descriptors, bad bytes, the end of the
-//! stream) goes to the engine instead, and so does every read after it
-//! until the engine's events for it have reached JS: JS sees everything in
-//! channel order. The engine also reads, now and then, when JS has not:
-//! the watchdog must hear heartbeats while the primary's JS is busy.
+//! Under SCHED_RR the engine reads every channel itself (`worker::read_loop`):
+//! the dispatcher's acks are on its hot path. Under the other policies the
+//! JS thread reads through a [`ReadSide`] (jsread polls it in Node's own
+//! loop), as Node's primary does, so a worker's message reaches JS after one
+//! thread wake-up, not two. What JS handles itself (user messages, `online`,
+//! `listening`, the worker hook's messages but its connection counts,
+//! child_process's socket counts: [`for_js`]) it emits at once. A read with
+//! anything the engine answers (queryServer, close, acks, handles and their
+//! descriptors, bad bytes, the end of the stream) is handed to the engine
+//! instead, and so is every read after it until the engine is done with it
+//! (its events reached JS, or it had none): JS sees everything in channel
+//! order. The one hand-off besides: the watchdog drains a channel through
+//! the same [`ReadSide`] (under its lock) when JS has not read it for a
+//! while, since a primary whose JS is busy must not get healthy workers
+//! killed. Heartbeats are noted here, by whichever thread reads them.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::ipc::fdpass;
 use crate::ipc::json::Frame;
+use crate::supervise::watchdog::{note_heartbeats, Heard};
+
+/// Reads handed to the engine and not yet done with, past which JS stops
+/// polling the channel (the worker then fills its own socket buffer).
+pub const MAX_BEHIND: usize = 64;
+
+/// Whether JS handles this message itself, without the engine.
+pub(crate) fn for_js(frame: &Frame) -> bool {
+  match frame {
+    Frame::User(_) | Frame::UserBytes(_) => true,
+    Frame::Internal(msg) => js_answers(msg),
+    Frame::HandleBytes(_) | Frame::Bad(_) => false,
+  }
+}
+
+/// The internal messages JS answers: `online`, `listening`, the worker
+/// hook's (but its connection counts, which steer placement), and
+/// child_process's counts of sockets sent between the processes.
+pub(crate) fn js_answers(msg: &Value) -> bool {
+  match msg["cmd"].as_str().unwrap_or_default() {
+    "NODE_RCLUSTER" => msg["act"] != "connections",
+    "NODE_CLUSTER" => {
+      msg.get("ack").is_none() && matches!(msg["act"].as_str(), Some("online" | "listening"))
+    }
+    cmd => cmd.starts_with("NODE_SOCKET_"),
+  }
+}
+
+/// Whether the engine answers this message without telling JS anything.
+pub(crate) fn engine_only(frame: &Frame) -> bool {
+  let Frame::Internal(msg) = frame else {
+    return false;
+  };
+  match msg["cmd"].as_str().unwrap_or_default() {
+    "NODE_HANDLE_ACK" | "NODE_HANDLE_NACK" => true,
+    "NODE_RCLUSTER" => msg["act"] == "connections",
+    "NODE_CLUSTER" => {
+      msg.get("ack").is_some() || matches!(msg["act"].as_str(), Some("queryServer" | "close"))
+    }
+    _ => false,
+  }
+}
 
 /// Frames in the channel's serialization.
 pub(crate) enum StreamDecoder {
@@ -60,14 +108,17 @@ pub struct ReadSide {
   /// A duplicate of the channel's descriptor: JS polls it, so it stays open
   /// until JS has stopped polling, whatever the engine does with its own.
   fd: OwnedFd,
+  heard: Arc<Heard>,
   inner: Mutex<Inner>,
   forward: mpsc::UnboundedSender<Forward>,
 }
 
 struct Inner {
   decoder: StreamDecoder,
-  /// Reads handed to the engine whose events have not reached JS yet.
+  /// Reads handed to the engine it is not done with yet.
   behind: usize,
+  /// JS stopped polling at [`MAX_BEHIND`].
+  paused: bool,
   ended: bool,
 }
 
@@ -75,7 +126,7 @@ struct Inner {
 /// more to read now; otherwise the next read would most likely find nothing
 /// (libuv's own stream reads stop there too).
 pub enum Step {
-  /// Plain user messages (maybe none, for a partial message) for JS to emit now.
+  /// Messages JS handles (maybe none, for a partial message), to emit now.
   Emit { frames: Vec<Frame>, more: bool },
   /// Handed to the engine.
   Forwarded { more: bool },
@@ -90,14 +141,17 @@ impl ReadSide {
     id: u32,
     fd: OwnedFd,
     advanced: bool,
+    heard: Arc<Heard>,
   ) -> (Arc<ReadSide>, mpsc::UnboundedReceiver<Forward>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let side = ReadSide {
       id,
       fd,
+      heard,
       inner: Mutex::new(Inner {
         decoder: StreamDecoder::new(advanced),
         behind: 0,
+        paused: false,
         ended: false,
       }),
       forward: tx,
@@ -113,17 +167,41 @@ impl ReadSide {
     self.fd.as_raw_fd()
   }
 
-  /// Reads handed to the engine and not yet back in JS.
-  pub fn behind(&self) -> usize {
+  /// Reads handed to the engine it is not done with.
+  #[cfg(test)]
+  fn behind(&self) -> usize {
     crate::sync::lock(&self.inner).behind
   }
 
-  /// JS received the engine's events for one forwarded read; returns how
-  /// many are still out.
-  pub fn caught_up(&self) -> usize {
+  /// JS, before a read: true (and paused) when the engine is too far behind.
+  pub fn pause_if_behind(&self) -> bool {
+    let mut inner = crate::sync::lock(&self.inner);
+    inner.paused = inner.behind >= MAX_BEHIND;
+    inner.paused
+  }
+
+  /// JS received the engine's events for one forwarded read; true when
+  /// polling should resume.
+  pub fn caught_up(&self) -> bool {
     let mut inner = crate::sync::lock(&self.inner);
     inner.behind = inner.behind.saturating_sub(1);
-    inner.behind
+    let resume = inner.paused && inner.behind < MAX_BEHIND / 2;
+    if resume {
+      inner.paused = false;
+    }
+    resume
+  }
+
+  /// The engine, done with a forwarded read that had nothing for JS: true
+  /// when that is the end of it; false while JS is paused, when only JS can
+  /// resume polling (the read's end then goes through JS as an empty batch).
+  pub fn settled(&self) -> bool {
+    let mut inner = crate::sync::lock(&self.inner);
+    if inner.paused {
+      return false;
+    }
+    inner.behind = inner.behind.saturating_sub(1);
+    true
   }
 
   /// One read, from the JS thread.
@@ -165,10 +243,8 @@ impl ReadSide {
     let more = n == buf.len();
     let mut frames = Vec::new();
     inner.decoder.push(&buf[..n], &mut frames);
-    let plain = fds.is_empty()
-      && frames
-        .iter()
-        .all(|f| matches!(f, Frame::User(_) | Frame::UserBytes(_)));
+    note_heartbeats(&frames, &self.heard);
+    let plain = fds.is_empty() && frames.iter().all(for_js);
     if may_emit && plain && inner.behind == 0 {
       return Step::Emit { frames, more };
     }
@@ -193,23 +269,6 @@ impl ReadSide {
   }
 }
 
-/// Marks the end of the engine's events for one forwarded read; the binding
-/// calls [`ReadSide::caught_up`] once the batch carrying it reaches JS.
-#[derive(Clone)]
-pub struct CaughtUp(pub Arc<ReadSide>);
-
-impl PartialEq for CaughtUp {
-  fn eq(&self, other: &Self) -> bool {
-    Arc::ptr_eq(&self.0, &other.0)
-  }
-}
-
-impl std::fmt::Debug for CaughtUp {
-  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    write!(f, "CaughtUp({})", self.0.id)
-  }
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -225,7 +284,7 @@ mod tests {
       SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
     )
     .unwrap();
-    let (side, rx) = ReadSide::new(7, ours, false);
+    let (side, rx) = ReadSide::new(7, ours, false, Arc::new(Heard::new()));
     (side, rx, UnixStream::from(theirs))
   }
 
@@ -248,17 +307,29 @@ mod tests {
       vec![Frame::User("\"a\"".into()), Frame::User("{\"b\":1}".into())]
     );
 
-    // A protocol message goes to the engine, with the user message beside it...
+    // Messages JS handles itself stay on the JS thread...
     worker
-      .write_all(b"\"c\"\n{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\"}\n")
+      .write_all(b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n")
+      .unwrap();
+    assert!(matches!(
+      &emitted(side.read(&mut buf))[0],
+      Frame::Internal(_)
+    ));
+    // ...one the engine answers goes there, with the user message beside it...
+    worker
+      .write_all(b"\"c\"\n{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\"}\n")
       .unwrap();
     assert!(matches!(side.read(&mut buf), Step::Forwarded { .. }));
     assert_eq!(side.behind(), 1);
     // ...and so does a plain read after it, until JS has the engine's events.
     worker.write_all(b"\"d\"\n").unwrap();
     assert!(matches!(side.read(&mut buf), Step::Forwarded { .. }));
-    assert_eq!(side.caught_up(), 1);
-    assert_eq!(side.caught_up(), 0);
+    assert!(!side.caught_up());
+    assert!(
+      side.settled(),
+      "the engine settles a read with nothing for JS"
+    );
+    assert_eq!(side.behind(), 0);
     worker.write_all(b"\"e\"\n").unwrap();
     assert_eq!(emitted(side.read(&mut buf)).len(), 1);
 
@@ -267,7 +338,7 @@ mod tests {
       forwarded.extend(frames);
     }
     assert!(matches!(&forwarded[0], Frame::User(s) if s == "\"c\""));
-    assert!(matches!(&forwarded[1], Frame::Internal(_)));
+    assert!(engine_only(&forwarded[1]));
     assert!(matches!(&forwarded[2], Frame::User(s) if s == "\"d\""));
 
     // The end of the stream is the engine's too, once.

@@ -4,11 +4,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::event::{Event, Sink};
 use super::registry::{Lanes, PidFds};
-use super::slot::Slot;
+use super::worker::Worker;
 use crate::sched::handle::Handle;
 use crate::sched::key::KeyRule;
 
@@ -26,11 +25,9 @@ pub(crate) struct State {
   pub js_reads: bool,
   /// (timeout, grace) in ms once the watchdog is on.
   pub watchdog: Option<(f64, f64)>,
-  /// The engine's clock, for heartbeats.
-  pub epoch: Instant,
   /// Reloads: new worker id -> the worker it replaces (SCHED_REUSEPORT sockets pass on).
   pub heirs: HashMap<u32, u32>,
-  pub workers: HashMap<u32, Slot>,
+  pub workers: HashMap<u32, Worker>,
   pub handles: HashMap<String, Handle>,
   pub sink: Arc<dyn Sink>,
   pub pidfds: PidFds,
@@ -40,13 +37,8 @@ pub(crate) struct State {
 impl State {
   pub fn emit(&self, events: Vec<Event>) {
     if !events.is_empty() {
-      self.sink.emit(events);
+      self.sink.emit(events, None);
     }
-  }
-
-  /// Milliseconds on the engine's clock.
-  pub fn now_ms(&self) -> f64 {
-    self.epoch.elapsed().as_secs_f64() * 1000.0
   }
 
   /// Removes a worker from every handle, closing handles nobody holds,

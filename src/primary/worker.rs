@@ -1,212 +1,125 @@
-//! One worker's life in the engine: spawn it, then a reader, a writer and a
-//! reaper task until its channel is closed and its process is reaped.
+//! What the engine keeps of one worker: its channel's write side, the
+//! cluster protocol's `seq`, and what the engine tracks of it.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::sync::Notify;
 
-use tokio::io::Interest;
-use tokio::sync::mpsc;
-use tokio::task::spawn_local;
+use super::reader::ReadSide;
+use crate::ipc::channel::Channel;
+use crate::ipc::lane::{Lane, Outgoing};
+use crate::supervise::watchdog::{Beat, Heard};
 
-use super::event::{Event, Spawned};
-use super::protocol;
-use super::reader::{Forward, ReadSide, StreamDecoder};
-use super::slot::Slot;
-use super::spawn::{spawn, SpawnSpec};
-use super::state::Shared;
-use crate::error::{Error, Result};
-use crate::ipc::channel::{watch, Channel};
-use crate::ipc::lane::{drain, Lane};
-use crate::supervise::watchdog::Beat;
-
-/// How long the exit of a dead worker waits for its channel to drain, so that
-/// messages it sent just before dying are delivered before `exit`.
-const DRAIN_BEFORE_EXIT: Duration = Duration::from_secs(1);
-
-/// Descriptors a worker may have in flight to the primary at once.
-const MAX_PENDING_FDS: usize = 64;
-
-pub(crate) fn start(state: &Shared, spec: &SpawnSpec) -> Result<Spawned> {
-  let child = spawn(spec)?;
-  let id = spec.id;
-  let advanced = spec.advanced;
-  let js_reads = state.borrow().js_reads;
-  let channel_error = |e: std::io::Error| Error::from_io(&e, "epoll_ctl", "ipc channel");
-  let channel = Arc::new(Channel::new(child.channel, !js_reads).map_err(channel_error)?);
-  let reader = if js_reads {
-    let dup = channel
-      .dup()
-      .map_err(|e| Error::from_io(&e, "dup", "ipc channel"))?;
-    Some(ReadSide::new(id, dup, advanced))
-  } else {
-    None
-  };
-  let lane = Arc::new(Lane::new(channel.clone()));
-  let pidfd = Arc::new(child.pidfd);
-  {
-    let mut st = state.borrow_mut();
-    let mut slot = Slot::new(channel.clone(), lane.clone());
-    slot.advanced = advanced;
-    slot.reader = reader.as_ref().map(|(side, _)| side.clone());
-    if st.watchdog.is_some() {
-      slot.beat = Some(Beat::new(st.now_ms()));
-    }
-    st.workers.insert(id, slot);
-    crate::sync::lock(&st.lanes).insert(id, lane.clone());
-    crate::sync::lock(&st.pidfds).insert(id, pidfd.clone());
-  }
-  let side = match reader {
-    Some((side, forwards)) => {
-      spawn_local(take_forwards(state.clone(), id, side.clone(), forwards));
-      Some(side)
-    }
-    None => {
-      let decoder = StreamDecoder::new(advanced);
-      spawn_local(read_loop(state.clone(), id, channel.clone(), decoder));
-      None
-    }
-  };
-  let channel_fd = channel.fd_number();
-  spawn_local(write_loop(state.clone(), id, channel, lane));
-  spawn_local(reap(state.clone(), id, child.pid, pidfd));
-  Ok(Spawned {
-    pid: child.pid,
-    pipes: child.pipes,
-    channel_fd,
-    reader: side,
-  })
+/// The primary's view of one worker.
+pub(crate) struct Worker {
+  /// The write side, shared with the JS thread.
+  pub lane: Arc<Lane>,
+  pub channel: Arc<Channel>,
+  /// Signalled when the reader sees the channel end.
+  pub closed: Rc<Notify>,
+  seq: u64,
+  pub connected: bool,
+  pub exited: bool,
+  /// Set by `exitedAfterDisconnect` or `worker.disconnect()`: no new servers.
+  pub leaving: bool,
+  /// Round-robin connections awaiting the worker's `accepted` reply, by seq.
+  pub newconns: HashMap<u64, (String, Arc<OwnedFd>)>,
+  /// Round-robin connections handed to it, ever.
+  pub dispatched: u64,
+  /// When it was last heard from (shared with its reader).
+  pub heard: Arc<Heard>,
+  /// What the watchdog did to it, once the watchdog is on.
+  pub beat: Option<Beat>,
+  /// Its open connections, as its worker hook last reported them.
+  pub open: u32,
+  /// The channel speaks `advanced` (V8) serialization rather than `json`.
+  pub advanced: bool,
+  /// Its read side, when the JS thread reads the channel.
+  pub reader: Option<Arc<ReadSide>>,
 }
 
-/// A worker's descriptors waiting for the NODE_HANDLE message they came
-/// with, which may complete in a later read when it is large (Node's primary
-/// loses them then: nodejs/node#13778). A worker cannot make the primary
-/// hoard them.
-fn hold_fds(held: &mut VecDeque<OwnedFd>, got: impl IntoIterator<Item = OwnedFd>) {
-  held.extend(got);
-  while held.len() > MAX_PENDING_FDS {
-    held.pop_front();
-  }
-}
-
-/// What the JS thread read and handed over, in order, until the channel ends.
-async fn take_forwards(
-  state: Shared,
-  id: u32,
-  side: Arc<ReadSide>,
-  mut forwards: mpsc::UnboundedReceiver<Forward>,
-) {
-  let mut fds = VecDeque::new();
-  let mut error = None;
-  while let Some(forward) = forwards.recv().await {
-    match forward {
-      Forward::Frames {
-        mut frames,
-        fds: got,
-      } => {
-        hold_fds(&mut fds, got);
-        protocol::on_frames(&state, id, &mut frames, &mut fds, Some(&side));
-      }
-      Forward::End(e) => {
-        error = e;
-        break;
-      }
+impl Worker {
+  pub fn new(channel: Arc<Channel>, lane: Arc<Lane>, advanced: bool) -> Self {
+    Worker {
+      lane,
+      channel,
+      closed: Rc::new(Notify::new()),
+      seq: 0,
+      connected: true,
+      exited: false,
+      leaving: false,
+      newconns: HashMap::new(),
+      dispatched: 0,
+      heard: Arc::new(Heard::new()),
+      beat: None,
+      open: 0,
+      advanced,
+      reader: None,
     }
   }
-  channel_ended(&state, id, error);
-}
 
-/// The channel's end was read: a read error is first the worker's error.
-fn channel_ended(state: &Shared, id: u32, error: Option<std::io::Error>) {
-  if let Some(e) = error {
-    let error = Error::from_io(&e, "read", "ipc channel");
-    state.borrow().emit(vec![Event::Error { id, error }]);
+  /// The next `seq` for a cluster message from the primary.
+  pub fn next_seq(&mut self) -> u64 {
+    let s = self.seq;
+    self.seq += 1;
+    s
   }
-  protocol::on_channel_closed(state, id);
-}
 
-async fn read_loop(state: Shared, id: u32, channel: Arc<Channel>, mut decoder: StreamDecoder) {
-  let mut buf = vec![0u8; 64 * 1024];
-  let mut fds: VecDeque<OwnedFd> = VecDeque::new();
-  let mut got: Vec<OwnedFd> = Vec::new();
-  let mut frames = Vec::new();
-  let pressure = state.borrow().sink.pressure();
-  let error = loop {
-    if let Some(p) = &pressure {
-      p.admit().await;
+  /// One message in this channel's serialization.
+  pub fn encode(&self, value: &Value) -> Vec<u8> {
+    if self.advanced {
+      crate::ipc::v8::encode(value)
+    } else {
+      crate::ipc::json::encode(value)
     }
-    match channel.read(&mut buf, &mut got).await {
-      Ok(0) => break None,
-      Ok(n) => {
-        hold_fds(&mut fds, got.drain(..));
-        decoder.push(&buf[..n], &mut frames);
-        protocol::on_frames(&state, id, &mut frames, &mut fds, None);
-      }
-      // The worker vanished mid-stream: that is a disconnect, not an error.
-      Err(e) if e.raw_os_error() == Some(Errno::ECONNRESET as i32) => break None,
-      Err(e) => break Some(e),
-    }
-  };
-  channel_ended(&state, id, error);
-}
-
-/// Drains what could not be written at once; a write error other than the
-/// worker going away is that worker's error.
-async fn write_loop(state: Shared, id: u32, channel: Arc<Channel>, lane: Arc<Lane>) {
-  if let Err(e) = drain(lane).await {
-    // EPIPE/ECONNRESET: the worker closed its end; the reader reports the disconnect.
-    let quiet = matches!(e.raw_os_error(), Some(c) if c == Errno::EPIPE as i32 || c == Errno::ECONNRESET as i32);
-    if !quiet {
-      let error = Error::from_io(&e, "write", "ipc channel");
-      state.borrow().emit(vec![Event::Error { id, error }]);
-    }
-    channel.shutdown();
   }
-}
 
-/// Waits for this pid only (never `waitpid(-1)`: libuv reaps its own children
-/// by pid and a blanket wait would steal their status).
-async fn reap(state: Shared, id: u32, pid: i32, pidfd: Arc<OwnedFd>) {
-  let (code, signal) = match wait_exit(pid, pidfd).await {
-    Ok(status) => status,
-    Err(error) => {
-      state.borrow().emit(vec![Event::Error { id, error }]);
-      (None, None)
-    }
-  };
-  let closed = {
-    let st = state.borrow();
-    st.workers
-      .get(&id)
-      .filter(|s| s.connected)
-      .map(|s| s.closed.clone())
-  };
-  if let Some(closed) = closed {
-    let _ = tokio::time::timeout(DRAIN_BEFORE_EXIT, closed.notified()).await;
+  /// Sends one whole message (queued if the socket is full).
+  pub fn send(&mut self, bytes: Arc<[u8]>, fd: Option<Arc<OwnedFd>>) {
+    let msg = Outgoing { bytes, fd };
+    // ChannelClosed: the reader reports the close; nothing to do here.
+    let _ = self.lane.send(msg, true);
   }
-  protocol::on_exit(&state, id, code, signal);
-}
 
-async fn wait_exit(pid: i32, pidfd: Arc<OwnedFd>) -> Result<(Option<i32>, Option<String>)> {
-  let afd =
-    watch(pidfd, Interest::READABLE).map_err(|e| Error::from_io(&e, "epoll_ctl", "pidfd"))?;
-  loop {
-    let mut guard = afd
-      .readable()
-      .await
-      .map_err(|e| Error::from_io(&e, "epoll_wait", "pidfd"))?;
-    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-      Ok(WaitStatus::Exited(_, code)) => return Ok((Some(code), None)),
-      Ok(WaitStatus::Signaled(_, sig, _)) => return Ok((None, Some(sig.as_str().to_string()))),
-      // Not yet, or only stopped/continued: wait for the next readiness.
-      Ok(_) => guard.clear_ready(),
-      Err(Errno::EINTR) => continue,
-      Err(e) => return Err(Error::sys(e, "waitpid", pid.to_string())),
+  /// Sends a cluster message: adds `cmd` and `seq` as Node's sendHelper
+  /// does, and returns the `seq`. `fd` rides in a NODE_HANDLE envelope of the
+  /// given child_process type.
+  pub fn send_cluster(
+    &mut self,
+    mut msg: serde_json::Map<String, Value>,
+    fd: Option<(Arc<OwnedFd>, &'static str)>,
+  ) -> u64 {
+    msg.insert("cmd".into(), "NODE_CLUSTER".into());
+    let seq = self.next_seq();
+    msg.insert("seq".into(), seq.into());
+    let body = Value::Object(msg);
+    let (bytes, fd) = match fd {
+      // The whole envelope goes out in one sendmsg with the fd attached.
+      Some((fd, kind)) => (self.envelope(kind, &body), Some(fd)),
+      None => (self.encode(&body), None),
+    };
+    self.send(bytes.into(), fd);
+    seq
+  }
+
+  /// child_process's `NODE_HANDLE` envelope around `msg`, for a descriptor
+  /// of type `kind` (`net.Native`, `dgram.Native`) sent with it.
+  fn envelope(&self, kind: &str, msg: &Value) -> Vec<u8> {
+    if self.advanced {
+      return self.encode(&serde_json::json!({ "cmd": "NODE_HANDLE", "type": kind, "msg": msg }));
     }
+    // Written directly: this is round-robin's hot path (one per connection).
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"msg\":");
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, msg);
+    out.extend_from_slice(b"}\n");
+    out
   }
 }

@@ -30,8 +30,6 @@ pub(crate) struct Handle {
   kind: Kind,
   /// The servers' data (`_getServerData`), as Node keeps it per handle.
   data: Value,
-  /// The key as a JSON string literal, ready to splice into `newconn`.
-  key_json: String,
 }
 
 enum Kind {
@@ -52,13 +50,6 @@ pub(crate) struct Added {
   pub fd: Option<(Arc<OwnedFd>, &'static str)>,
   /// Round-robin: the address the worker reports as its own.
   pub sockname: Option<Value>,
-}
-
-/// The connections a handle hands out itself with `newconn`.
-pub(crate) struct Dispatch<'a> {
-  pub rr: RefMut<'a, RoundRobin<Arc<OwnedFd>>>,
-  /// The key as a JSON string literal, ready to splice into `newconn`.
-  pub key_json: &'a str,
 }
 
 impl Handle {
@@ -111,11 +102,7 @@ impl Handle {
         Kind::Shared(SharedHandle::new(bound, NET_NATIVE))
       }
     };
-    Ok(Handle {
-      kind,
-      data,
-      key_json: Value::from(key).to_string(),
-    })
+    Ok(Handle { kind, data })
   }
 
   pub fn data(&self) -> &Value {
@@ -203,15 +190,11 @@ impl Handle {
 
   /// The connections the primary hands out itself: round-robin's, or those
   /// stolen from stuck SO_REUSEPORT queues.
-  pub fn dispatch(&self) -> Option<Dispatch<'_>> {
-    let rr = match &self.kind {
+  pub fn queue(&self) -> Option<RefMut<'_, RoundRobin<Arc<OwnedFd>>>> {
+    Some(match &self.kind {
       Kind::RoundRobin(h) => h.rr.borrow_mut(),
       Kind::ReusePort { group, .. } => RefMut::map(group.borrow_mut(), |g| &mut g.stealer.rr),
       Kind::Shared(_) => return None,
-    };
-    Some(Dispatch {
-      rr,
-      key_json: &self.key_json,
     })
   }
 
@@ -312,7 +295,7 @@ mod tests {
       assert_eq!(fd_of(&a), fd_of(&b));
       assert_eq!(fd_of(&a).1, NET_NATIVE);
       assert!(h.has(1) && h.has(2) && !h.has(3));
-      assert!(h.dispatch().is_none());
+      assert!(h.queue().is_none());
       assert!(!h.remove(1, false));
       assert!(h.remove(2, true));
     });
@@ -350,8 +333,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
       }
       assert_eq!(*rec.0.borrow(), vec!["pump k".to_string()]);
-      let Dispatch { mut rr, key_json } = h.dispatch().unwrap();
-      assert_eq!(key_json, "\"k\"");
+      let mut rr = h.queue().unwrap();
       assert!(matches!(rr.next_assignment(), Some((7, _))));
       drop(rr);
       drop(client);

@@ -3,7 +3,53 @@
 //! SIGABRT, and SIGKILL if it is still there after the grace period. The
 //! loop is here; the engine answers it through [`Watched`].
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::ipc::json::Frame;
+
+/// Milliseconds on the engine's clock (monotonic, from the first use).
+pub fn now_ms() -> f64 {
+  static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+  EPOCH.elapsed().as_secs_f64() * 1000.0
+}
+
+/// When a worker was last heard from (its spawn, then each heartbeat), on
+/// [`now_ms`]'s clock. Written by whichever thread reads its channel.
+#[derive(Debug)]
+pub struct Heard(AtomicU64);
+
+impl Heard {
+  pub fn new() -> Self {
+    Heard(AtomicU64::new(now_ms().to_bits()))
+  }
+
+  pub fn touch(&self) {
+    self.0.store(now_ms().to_bits(), Ordering::Release);
+  }
+
+  pub fn ms(&self) -> f64 {
+    f64::from_bits(self.0.load(Ordering::Acquire))
+  }
+}
+
+/// Whether a message is the worker hook's heartbeat.
+pub fn is_heartbeat(msg: &Value) -> bool {
+  msg["cmd"] == "NODE_RCLUSTER" && msg["act"] == "heartbeat"
+}
+
+/// Notes a heartbeat among a read's frames.
+pub(crate) fn note_heartbeats(frames: &[Frame], heard: &Heard) {
+  if frames
+    .iter()
+    .any(|f| matches!(f, Frame::Internal(msg) if is_heartbeat(msg)))
+  {
+    heard.touch();
+  }
+}
 
 /// What the watchdog does to one worker at a given moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,31 +61,19 @@ pub enum Verdict {
   Kill,
 }
 
-/// One worker's heartbeat state.
-#[derive(Debug, Clone, Copy)]
+/// What the watchdog did to one worker.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Beat {
-  /// When the last heartbeat (or the spawn) was seen, in ms.
-  pub last_ms: f64,
   /// When SIGABRT was sent, if it was.
   pub aborted_at: Option<f64>,
 }
 
 impl Beat {
-  pub fn new(now_ms: f64) -> Self {
-    Beat {
-      last_ms: now_ms,
-      aborted_at: None,
-    }
-  }
-
-  pub fn heard(&mut self, now_ms: f64) {
-    self.last_ms = now_ms;
-  }
-
-  /// Decides, and records an abort or kill so each is sent once.
-  pub fn check(&mut self, now_ms: f64, timeout_ms: f64, grace_ms: f64) -> Verdict {
+  /// Decides from when the worker was last heard, and records an abort or
+  /// kill so each is sent once.
+  pub fn check(&mut self, last_ms: f64, now_ms: f64, timeout_ms: f64, grace_ms: f64) -> Verdict {
     match self.aborted_at {
-      None if now_ms - self.last_ms > timeout_ms => {
+      None if now_ms - last_ms > timeout_ms => {
         self.aborted_at = Some(now_ms);
         Verdict::Abort
       }
@@ -85,13 +119,12 @@ mod tests {
 
   #[test]
   fn silent_worker_is_aborted_then_killed_once_each() {
-    let mut b = Beat::new(0.0);
-    assert_eq!(b.check(500.0, 1000.0, 200.0), Verdict::Fine);
-    b.heard(900.0);
-    assert_eq!(b.check(1800.0, 1000.0, 200.0), Verdict::Fine);
-    assert_eq!(b.check(1901.0, 1000.0, 200.0), Verdict::Abort);
-    assert_eq!(b.check(2000.0, 1000.0, 200.0), Verdict::Fine);
-    assert_eq!(b.check(2200.0, 1000.0, 200.0), Verdict::Kill);
-    assert_eq!(b.check(9000.0, 1000.0, 200.0), Verdict::Fine);
+    let mut b = Beat::default();
+    assert_eq!(b.check(0.0, 500.0, 1000.0, 200.0), Verdict::Fine);
+    assert_eq!(b.check(900.0, 1800.0, 1000.0, 200.0), Verdict::Fine);
+    assert_eq!(b.check(900.0, 1901.0, 1000.0, 200.0), Verdict::Abort);
+    assert_eq!(b.check(900.0, 2000.0, 1000.0, 200.0), Verdict::Fine);
+    assert_eq!(b.check(900.0, 2200.0, 1000.0, 200.0), Verdict::Kill);
+    assert_eq!(b.check(900.0, 9000.0, 1000.0, 200.0), Verdict::Fine);
   }
 }
