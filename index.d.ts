@@ -127,6 +127,33 @@ declare namespace cluster {
     signal: NodeJS.Signals | null;
     delay: number;
   }
+
+  /** cluster.run(): the rcluster command's settings, by their configuration-file names. */
+  interface RunOptions {
+    /** The app's entry file, or a directory (package.json "main", else index.js). */
+    app: string;
+    /** The app's arguments. */
+    args?: string[];
+    /** Workers to run: a number (at most 1024) or 'max' (default). */
+    instances?: number | 'max';
+    /** 'host:port' to serve Prometheus metrics at /metrics. */
+    metrics?: string | null;
+    metricsPerWorker?: boolean;
+    /** 'host:port' to serve /livez and /readyz (may be the metrics address). */
+    health?: string | null;
+    drainDelay?: number;
+    shutdownTimeout?: number;
+    reloadTimeout?: number;
+    restart?: boolean;
+    maxRestarts?: number;
+    sched?: 'rr' | 'none' | 'reuseport' | null;
+    sticky?: 'ip' | false;
+    balance?: 'least-connections' | null;
+    readyOn?: 'listening' | 'message';
+    killSignal?: NodeJS.Signals;
+    /** No lines from the primary on stderr. */
+    quiet?: boolean;
+  }
 }
 
 interface RclusterExtensions {
@@ -176,6 +203,16 @@ interface RclusterExtensions {
   metricsText(options: { app: true; perWorker?: boolean; timeout?: number }): Promise<string>;
   /** Liveness and readiness, for Kubernetes-style probes. */
   health(): cluster.Health;
+  /**
+   * Runs this process as the rcluster command's primary: `instances` workers
+   * of `app`, supervised; SIGHUP/SIGUSR2 reload, SIGTTIN adds a worker and
+   * SIGTTOU removes one, SIGTERM/SIGINT shut down; the process exits with the
+   * command's codes (0 stopped, 1 a worker killed at the deadline, 2 boot
+   * failure or crash loop, 3 every worker exited with restart off). Bad
+   * options throw a TypeError (ERR_INVALID_ARG_VALUE); a missing app an
+   * Error with code ENOENT.
+   */
+  run(options: cluster.RunOptions): void;
   /** CPUs this process may use: affinity, cpuset and the cgroup CPU quota; at least 1. */
   availableParallelism(): number;
   on(event: 'restart', listener: (worker: cluster.Worker, old: cluster.Worker, info: cluster.RestartInfo) => void): this;

@@ -23,6 +23,6 @@ module.exports = nodeCluster.isWorker ? nodeCluster : require('./lib/engine').pr
   isPrimary, isMaster, isWorker, Worker, workers, worker, settings,
   SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, schedulingPolicy,
   setupPrimary, setupMaster, fork, disconnect,
-  shutdown, reload, metrics, metricsText, health, availableParallelism, engine,
+  shutdown, reload, metrics, metricsText, health, run, availableParallelism, engine,
   on, once, off, emit, addListener, removeListener, removeAllListeners, listeners, listenerCount,
 });

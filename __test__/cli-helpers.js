@@ -18,9 +18,9 @@ const freePort = () => new Promise((resolve) => {
   });
 });
 
-/** Starts the command; `stderr()` is what the primary said. */
-function start(args, { env = {}, cwd = FIXTURES, wrap } = {}) {
-  const argv = [BIN, ...args];
+/** Starts the command (or `script`); `stderr()` is what the primary said. */
+function start(args, { env = {}, cwd = FIXTURES, wrap, script = BIN } = {}) {
+  const argv = [script, ...args];
   const child = wrap ?
     spawn('sh', ['-c', `${wrap}; exec "$0" "$@"`, process.execPath, ...argv], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true }) :
     spawn(process.execPath, argv, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });

@@ -1,7 +1,8 @@
 'use strict';
 // rcluster's supervision, all opt-in so the drop-in default stays Node's,
 // one concern a file: restart (crash-loop protection), hook (the worker
-// hook, heartbeats, readiness), shutdown (and health), reload, metrics.
+// hook, heartbeats, readiness), shutdown (and health), reload, metrics,
+// run (the rcluster command's supervisor: cluster.run()).
 // Written once for both engines: it sees workers through the cluster API
 // and reaches the engine only through the small `engine` object below.
 
@@ -13,6 +14,7 @@ const { installReload } = require('./reload');
 const { installMetrics } = require('./metrics');
 const { createReaper } = require('./orphans');
 const { createAppMetrics } = require('./appmetrics');
+const { installRun } = require('./run');
 
 /**
  * Installs supervision on the primary's cluster object and returns the hooks
@@ -37,6 +39,7 @@ function install(cluster, engine) {
   const appMetrics = createAppMetrics(cluster);
   installMetrics(cluster, engine, restart, appMetrics);
   const reaper = createReaper(engine);
+  installRun(cluster, shutdown.stopWorker);
   return {
     configure(settings) {
       restart.configure(settings);

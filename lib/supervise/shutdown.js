@@ -37,11 +37,14 @@ function installShutdown(cluster, live, restart) {
   const signalHandlers = new Map();
   let killSignal = null;
 
-  // One worker leaves: disconnect (it closes its servers, finishes its
-  // requests, drains keep-alive connections), and the kill signal if set.
+  // One worker leaves: the kill signal if set, then disconnect (it closes
+  // its servers, finishes its requests, drains keep-alive connections). The
+  // signal goes first: Node's worker exits as soon as it has handled the
+  // primary's disconnect, so a signal sent after it may find no process
+  // to run the app's handler in (seen with SIGTTOU: the handler never ran).
   function stopWorker(w) {
-    if (w.isConnected()) w.disconnect();
     if (killSignal && !w.isDead()) w.process.kill(killSignal);
+    if (w.isConnected()) w.disconnect();
   }
 
   cluster.shutdown = function shutdown(options = {}) {
