@@ -1,15 +1,15 @@
 //! Handing out connections with `newconn`: the round-robin handle's (which
 //! the primary accepts) and those the stealer took off stuck SO_REUSEPORT
 //! queues; the primary's copy closes only after the worker said `accepted`.
-//! Also the engine's side of [`Dispatcher`], through which a handle's own
+//! Also the engine's side of [`Owner`], through which a handle's own
 //! tasks reach the engine.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use super::state::{Shared, State};
-use crate::sched::dispatcher::Dispatcher;
 use crate::sched::handle::Handle;
+use crate::sched::owner::Owner;
 
 /// The engine, as a listen handle's tasks see it.
 #[derive(Clone)]
@@ -21,7 +21,7 @@ impl EngineLink {
   }
 }
 
-impl Dispatcher for EngineLink {
+impl Owner for EngineLink {
   fn pump(&self, key: &str) {
     pump(&mut self.0.borrow_mut(), key);
   }
@@ -36,7 +36,7 @@ impl Dispatcher for EngineLink {
 /// Hands queued connections to workers with room.
 pub(crate) fn pump(st: &mut State, key: &str) {
   loop {
-    let Some(mut queue) = st.handles.get(key).and_then(Handle::queue) else {
+    let Some(mut queue) = st.handles.get(key).and_then(Handle::handout) else {
       return;
     };
     let Some((worker, conn)) = queue.next_assignment() else {
@@ -60,10 +60,10 @@ pub(crate) fn pump(st: &mut State, key: &str) {
 /// The worker answered a `newconn`. Accepted: the primary's copy closes.
 /// Refused: the connection goes to another worker (it was never read).
 pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool) {
-  let Some(slot) = st.workers.get_mut(&id) else {
+  let Some(w) = st.workers.get_mut(&id) else {
     return;
   };
-  let Some((key, conn)) = slot.newconns.remove(&seq) else {
+  let Some((key, conn)) = w.newconns.remove(&seq) else {
     return;
   };
   if let Some(h) = st.handles.get_mut(&key) {
@@ -79,7 +79,7 @@ pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool
 
 /// Puts back a connection `from` did not take, if another worker can have it.
 pub(crate) fn requeue(st: &mut State, from: u32, key: &str, conn: Arc<OwnedFd>) {
-  let queued = match st.handles.get(key).and_then(Handle::queue) {
+  let queued = match st.handles.get(key).and_then(Handle::handout) {
     // A lone worker that refused would only refuse again (Node loops here).
     Some(mut queue) if queue.has_other_than(from) => {
       queue.push_front(conn);

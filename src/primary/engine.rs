@@ -33,7 +33,7 @@ pub(crate) enum Command {
     timeout_ms: f64,
     grace_ms: f64,
   },
-  /// Per-worker dispatch counters.
+  /// Per-worker counters (`cluster.metrics()`).
   Stats(std_mpsc::SyncSender<Vec<WorkerStats>>),
   /// `worker.process.disconnect()`: close our end of the channel.
   CloseChannel {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// Bytes either end of a channel may have in flight.
 const CHANNEL_SNDBUF: usize = 1 << 20;
 
-/// What one `stdio` slot of the child gets.
+/// What one `stdio` index of the child gets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StdioSpec {
   Pipe,
@@ -40,7 +40,7 @@ pub struct SpawnSpec {
 }
 
 /// A started child: its pid, a pidfd to watch it, the primary's end of the
-/// channel, and the primary's ends of its `pipe` stdio slots, one entry per slot.
+/// channel, and the primary's ends of its `pipe` stdio indexes, one entry per index.
 pub struct Child {
   pub pid: i32,
   pub pidfd: OwnedFd,
@@ -82,16 +82,16 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   if let Some(gid) = spec.gid {
     cmd.gid(gid);
   }
-  // Each stdio slot: the child's descriptor and, for a pipe, the primary's
+  // Each stdio index: the child's descriptor and, for a pipe, the primary's
   // end. Slots 0-2 go through Command; from 3 on (the channel among them)
   // they are put in place after fork.
-  let slot = |i: usize| spec.stdio.get(i).cloned().unwrap_or(StdioSpec::Inherit);
+  let stdio = |i: usize| spec.stdio.get(i).cloned().unwrap_or(StdioSpec::Inherit);
   let mut pipes: Vec<Option<OwnedFd>> = Vec::new();
   let mut std_ends: [Option<OwnedFd>; 3] = Default::default();
   let mut placed: Vec<(i32, OwnedFd)> = vec![(ipc_index, theirs)];
   for i in 0..spec.stdio.len().max(3) {
     let target = i as i32;
-    let (ours_end, child_end) = match slot(i) {
+    let (ours_end, child_end) = match stdio(i) {
       StdioSpec::Ipc | StdioSpec::Ignore => (None, None),
       // As libuv: a pipe is a unix stream socketpair.
       StdioSpec::Pipe => {
@@ -100,7 +100,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
       }
       // Node's own stdio fds may be close-on-exec, so "inherit" hands over a
       // dup (put in place after fork, which clears the flag), as libuv does.
-      // A slot the primary does not have open stays closed (/dev/null for 0-2).
+      // An index whose descriptor the primary does not have open stays closed (/dev/null for 0-2).
       StdioSpec::Inherit => (None, dup_cloexec(target).ok()),
       StdioSpec::Fd(fd) => (None, Some(dup_cloexec(fd)?)),
     };
@@ -114,12 +114,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   let [stdin, stdout, stderr] = std_ends.map(|end| end.map_or_else(Stdio::null, Stdio::from));
   cmd.stdin(stdin).stdout(stdout).stderr(stderr);
 
-  // Every source above every slot, so that no move in the child can
+  // Every source above every target index, so that no move in the child can
   // overwrite a source a later move still needs.
-  let floor = placed.iter().map(|(slot, _)| *slot).max().unwrap_or(2) + 1;
+  let floor = placed.iter().map(|(index, _)| *index).max().unwrap_or(2) + 1;
   let placed: Vec<(i32, OwnedFd)> = placed
     .into_iter()
-    .map(|(slot, fd)| Ok((slot, dup_at_least(fd.as_raw_fd(), floor)?)))
+    .map(|(index, fd)| Ok((index, dup_at_least(fd.as_raw_fd(), floor)?)))
     .collect::<Result<_>>()?;
   let moves: Vec<(i32, i32)> = placed.iter().map(|(t, fd)| (fd.as_raw_fd(), *t)).collect();
   let parent = nix::unistd::getpid();
@@ -146,7 +146,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child> {
   })
 }
 
-/// A close-on-exec unix stream socketpair (the channel, and `pipe` slots as libuv makes them).
+/// A close-on-exec unix stream socketpair (the channel, and `pipe` stdio as libuv makes them).
 fn stream_pair(what: &str) -> Result<(OwnedFd, OwnedFd)> {
   socketpair(
     AddressFamily::Unix,
@@ -172,15 +172,15 @@ fn dup_at_least(fd: i32, floor: i32) -> Result<OwnedFd> {
     .map_err(|e| Error::sys(e, "dup", format!("stdio fd {fd}")))
 }
 
-/// In the child between fork and exec. `moves` are (descriptor, slot) pairs.
+/// In the child between fork and exec. `moves` are (descriptor, stdio index) pairs.
 fn child_setup(moves: &[(i32, i32)], parent: i32) -> std::io::Result<()> {
   use nix::libc;
   // SAFETY: plain syscalls on integers in a single-threaded child.
   unsafe {
-    // Every source is numbered above every slot (see spawn), so no move
+    // Every source is numbered above every target index (see spawn), so no move
     // overwrites another's source; dup2 clears close-on-exec on the copy.
-    for &(fd, slot) in moves {
-      if libc::dup2(fd, slot) < 0 {
+    for &(fd, index) in moves {
+      if libc::dup2(fd, index) < 0 {
         return Err(std::io::Error::last_os_error());
       }
     }

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::dispatcher::Dispatcher;
+use super::handout::Handout;
 use super::listen::{self, Target};
+use super::owner::Owner;
 use super::reuse_port::ReusePortPool;
-use super::round_robin::RoundRobin;
 use super::round_robin_handle::RrHandle;
 use super::shared::SharedHandle;
 use super::steal::{Group, Stealer, Watcher};
@@ -37,7 +37,7 @@ enum Kind {
   Shared(SharedHandle),
   /// SCHED_RR (and unix paths under SCHED_REUSEPORT): the primary accepts.
   RoundRobin(RrHandle),
-  /// SCHED_REUSEPORT: a socket per worker slot, the stealer watching them.
+  /// SCHED_REUSEPORT: a socket per worker, the stealer watching them.
   ReusePort {
     group: Rc<RefCell<Group>>,
     _watcher: Watcher,
@@ -54,7 +54,7 @@ pub(crate) struct Added {
 
 impl Handle {
   /// The socket for a first `queryServer` on `key`, by policy and target.
-  pub fn create<D: Dispatcher>(
+  pub fn create<D: Owner>(
     engine: &D,
     policy: u32,
     spread: Spread,
@@ -77,7 +77,7 @@ impl Handle {
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(0);
       let mut pool = ReusePortPool::default();
-      pool.add_free(first);
+      pool.add_free(first.fd);
       let group = Rc::new(RefCell::new(Group {
         pool,
         target: target.with_port(port),
@@ -113,7 +113,7 @@ impl Handle {
   pub fn has(&self, worker: u32) -> bool {
     match &self.kind {
       Kind::Shared(h) => h.has(worker),
-      Kind::RoundRobin(h) => h.rr.borrow().has(worker),
+      Kind::RoundRobin(h) => h.handout.borrow().has(worker),
       Kind::ReusePort { group, .. } => group.borrow().pool.has(worker),
     }
   }
@@ -131,7 +131,7 @@ impl Handle {
         }
       }
       Kind::RoundRobin(h) => {
-        h.rr.borrow_mut().add(worker);
+        h.handout.borrow_mut().add(worker);
         Added {
           fd: None,
           sockname: h.sockname.clone(),
@@ -147,9 +147,9 @@ impl Handle {
           || predecessor.is_some_and(|p| pool.share(worker, p).is_some())
           || pool.take_free(worker).is_some();
         if !holds_one {
-          pool.add(listen::listen_reuse_port(target, backlog)?, worker);
+          pool.add(listen::listen_reuse_port(target, backlog)?.fd, worker);
         }
-        stealer.rr.add(worker);
+        stealer.handout.add(worker);
         stealer.steer(pool);
         Added {
           fd: pool.socket_of(worker).map(|s| (s, NET_NATIVE)),
@@ -165,10 +165,10 @@ impl Handle {
   pub fn remove(&mut self, worker: u32, on_purpose: bool) -> bool {
     match &mut self.kind {
       Kind::Shared(h) => h.remove(worker),
-      Kind::RoundRobin(h) => h.rr.borrow_mut().remove(worker),
+      Kind::RoundRobin(h) => h.handout.borrow_mut().remove(worker),
       Kind::ReusePort { group, .. } => {
         let Group { pool, stealer, .. } = &mut *group.borrow_mut();
-        stealer.rr.remove(worker);
+        stealer.handout.remove(worker);
         stealer.open.remove(&worker);
         let close = pool.remove(worker, on_purpose);
         stealer.steer(pool);
@@ -190,10 +190,10 @@ impl Handle {
 
   /// The connections the primary hands out itself: round-robin's, or those
   /// stolen from stuck SO_REUSEPORT queues.
-  pub fn queue(&self) -> Option<RefMut<'_, RoundRobin<Arc<OwnedFd>>>> {
+  pub fn handout(&self) -> Option<RefMut<'_, Handout<Arc<OwnedFd>>>> {
     Some(match &self.kind {
-      Kind::RoundRobin(h) => h.rr.borrow_mut(),
-      Kind::ReusePort { group, .. } => RefMut::map(group.borrow_mut(), |g| &mut g.stealer.rr),
+      Kind::RoundRobin(h) => h.handout.borrow_mut(),
+      Kind::ReusePort { group, .. } => RefMut::map(group.borrow_mut(), |g| &mut g.stealer.handout),
       Kind::Shared(_) => return None,
     })
   }
@@ -203,12 +203,12 @@ impl Handle {
   /// and SO_REUSEPORT's steering weights follow them.
   pub fn connections(&mut self, worker: u32, open: u32, closed: u32) {
     match &mut self.kind {
-      Kind::RoundRobin(h) => h.rr.borrow_mut().closed(worker, closed),
+      Kind::RoundRobin(h) => h.handout.borrow_mut().closed(worker, closed),
       Kind::ReusePort { group, .. } => {
         let Group { pool, stealer, .. } = &mut *group.borrow_mut();
         if pool.has(worker) {
           stealer.open.insert(worker, open);
-          stealer.rr.closed(worker, closed);
+          stealer.handout.closed(worker, closed);
           // Re-weigh at once rather than at the stealer's next look.
           stealer.steer(pool);
         }
@@ -221,7 +221,7 @@ impl Handle {
   pub fn settled(&mut self, worker: u32) {
     match &mut self.kind {
       Kind::RoundRobin(h) => h.settled(worker),
-      Kind::ReusePort { group, .. } => group.borrow_mut().stealer.rr.settled(worker),
+      Kind::ReusePort { group, .. } => group.borrow_mut().stealer.handout.settled(worker),
       Kind::Shared(_) => {}
     }
   }
@@ -244,7 +244,7 @@ mod tests {
   #[derive(Clone, Default)]
   struct Recorder(Rc<RefCell<Vec<String>>>);
 
-  impl Dispatcher for Recorder {
+  impl Owner for Recorder {
     fn pump(&self, key: &str) {
       self.0.borrow_mut().push(format!("pump {key}"));
     }
@@ -295,7 +295,7 @@ mod tests {
       assert_eq!(fd_of(&a), fd_of(&b));
       assert_eq!(fd_of(&a).1, NET_NATIVE);
       assert!(h.has(1) && h.has(2) && !h.has(3));
-      assert!(h.queue().is_none());
+      assert!(h.handout().is_none());
       assert!(!h.remove(1, false));
       assert!(h.remove(2, true));
     });
@@ -333,7 +333,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
       }
       assert_eq!(*rec.0.borrow(), vec!["pump k".to_string()]);
-      let mut rr = h.queue().unwrap();
+      let mut rr = h.handout().unwrap();
       assert!(matches!(rr.next_assignment(), Some((7, _))));
       drop(rr);
       drop(client);

@@ -4,12 +4,12 @@
 //! SO_REUSEPORT socket per worker (the pool, its BPF steering, the stealer);
 //! the listen key; socket creation.
 
-pub(crate) mod dispatcher;
 pub(crate) mod handle;
+mod handout;
 pub(crate) mod key;
 pub(crate) mod listen;
+pub(crate) mod owner;
 mod reuse_port;
-mod round_robin;
 mod round_robin_handle;
 mod shared;
 mod steal;

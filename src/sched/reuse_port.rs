@@ -1,4 +1,4 @@
-//! SCHED_REUSEPORT: one SO_REUSEPORT listen socket per worker slot, created
+//! SCHED_REUSEPORT: one SO_REUSEPORT listen socket per worker, created
 //! and kept by the primary. The kernel spreads connections over the sockets,
 //! so the primary is out of the data path; a worker that dies leaves its
 //! socket (and the connections queued on it) to the worker that replaces it.
@@ -6,64 +6,53 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use super::listen::{Bound, BoundPath};
-
 /// The sockets of one listen key and the workers holding each.
 #[derive(Default)]
 pub struct ReusePortPool {
   /// (socket, the workers holding it: one, or an old worker and the one
   /// replacing it during a reload).
-  slots: Vec<(Arc<OwnedFd>, Vec<u32>)>,
-  _paths: Vec<BoundPath>,
+  sockets: Vec<(Arc<OwnedFd>, Vec<u32>)>,
 }
 
 impl ReusePortPool {
   /// A socket no live worker holds (a dead worker's), to hand to `worker`.
   pub fn take_free(&mut self, worker: u32) -> Option<Arc<OwnedFd>> {
-    let slot = self.slots.iter_mut().find(|(_, h)| h.is_empty())?;
-    slot.1.push(worker);
-    Some(slot.0.clone())
+    let (fd, holders) = self.sockets.iter_mut().find(|(_, h)| h.is_empty())?;
+    holders.push(worker);
+    Some(fd.clone())
   }
 
   /// `worker` shares the socket `predecessor` holds (a reload: the old worker
   /// leaves soon and its queue stays with the new one).
   pub fn share(&mut self, worker: u32, predecessor: u32) -> Option<Arc<OwnedFd>> {
-    let slot = self
-      .slots
+    let (fd, holders) = self
+      .sockets
       .iter_mut()
       .find(|(_, h)| h.contains(&predecessor))?;
-    slot.1.push(worker);
-    Some(slot.0.clone())
+    holders.push(worker);
+    Some(fd.clone())
   }
 
-  /// Adds a new socket, held by `worker`.
-  pub fn add(&mut self, bound: Bound, worker: u32) {
-    let Bound { fd, path } = bound;
-    self.slots.push((Arc::new(fd), vec![worker]));
-    if let Some(path) = path {
-      self._paths.push(path);
-    }
+  /// Adds a new socket (TCP: no path to unlink), held by `worker`.
+  pub fn add(&mut self, fd: OwnedFd, worker: u32) {
+    self.sockets.push((Arc::new(fd), vec![worker]));
   }
 
   /// Adds a new socket no worker holds yet (the first of a key's pool; the
   /// worker that asked takes it next).
-  pub fn add_free(&mut self, bound: Bound) {
-    let Bound { fd, path } = bound;
-    self.slots.push((Arc::new(fd), Vec::new()));
-    if let Some(path) = path {
-      self._paths.push(path);
-    }
+  pub fn add_free(&mut self, fd: OwnedFd) {
+    self.sockets.push((Arc::new(fd), Vec::new()));
   }
 
   /// Every socket with the workers holding it.
-  pub fn slots(&self) -> impl Iterator<Item = (&Arc<OwnedFd>, &[u32])> {
-    self.slots.iter().map(|(fd, h)| (fd, h.as_slice()))
+  pub fn sockets(&self) -> impl Iterator<Item = (&Arc<OwnedFd>, &[u32])> {
+    self.sockets.iter().map(|(fd, h)| (fd, h.as_slice()))
   }
 
   /// The socket `worker` holds.
   pub fn socket_of(&self, worker: u32) -> Option<Arc<OwnedFd>> {
     self
-      .slots
+      .sockets
       .iter()
       .find(|(_, h)| h.contains(&worker))
       .map(|(fd, _)| fd.clone())
@@ -77,10 +66,10 @@ impl ReusePortPool {
   /// close: nobody holds a socket and the worker left on purpose. After a
   /// crash the sockets stay open (and listening) for a replacement.
   pub fn remove(&mut self, worker: u32, on_purpose: bool) -> bool {
-    for slot in &mut self.slots {
-      slot.1.retain(|&w| w != worker);
+    for (_, holders) in &mut self.sockets {
+      holders.retain(|&w| w != worker);
     }
-    on_purpose && self.slots.iter().all(|(_, h)| h.is_empty())
+    on_purpose && self.sockets.iter().all(|(_, h)| h.is_empty())
   }
 }
 
@@ -88,11 +77,8 @@ impl ReusePortPool {
 mod tests {
   use super::*;
 
-  fn fd() -> Bound {
-    Bound {
-      fd: std::os::unix::net::UnixDatagram::unbound().unwrap().into(),
-      path: None,
-    }
+  fn fd() -> OwnedFd {
+    std::os::unix::net::UnixDatagram::unbound().unwrap().into()
   }
 
   #[test]

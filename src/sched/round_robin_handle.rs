@@ -2,7 +2,7 @@
 //! accepts off the JS thread and queues each connection for the engine to
 //! hand to a worker with `newconn`; the primary's copy closes only after the
 //! worker said `accepted`. The bookkeeping is `round_robin`; sending is the
-//! engine's, reached through [`Dispatcher`].
+//! engine's, reached through [`Owner`].
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -18,9 +18,9 @@ use tokio::io::Interest;
 use tokio::sync::Notify;
 use tokio::task::{spawn_local, JoinHandle};
 
-use super::dispatcher::Dispatcher;
+use super::handout::Handout;
 use super::listen::{self, Bound, BoundPath};
-use super::round_robin::RoundRobin;
+use super::owner::Owner;
 use super::sticky::bucket;
 use super::Spread;
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 pub(crate) struct RrHandle {
   /// Shared with the accept loop, which queues what it accepts.
-  pub rr: Rc<RefCell<RoundRobin<Arc<OwnedFd>>>>,
+  pub handout: Rc<RefCell<Handout<Arc<OwnedFd>>>>,
   pub sockname: Option<Value>,
   listener: Rc<AsyncFd<OwnedFd>>,
   /// Wakes the accept task when a worker acks and the window has room again.
@@ -44,7 +44,7 @@ pub(crate) struct RrHandle {
 impl RrHandle {
   /// `inherited`: the socket is the primary's own (`listen({ fd })`), so it
   /// is closed, not shut down, when the last worker lets go.
-  pub fn new<D: Dispatcher>(
+  pub fn new<D: Owner>(
     engine: &D,
     key: &str,
     bound: Bound,
@@ -61,26 +61,26 @@ impl RrHandle {
         .map_err(|e| Error::from_io(&e, "epoll_ctl", "listen socket"))?,
     );
     let room = Rc::new(Notify::new());
-    let rr = if sticky {
-      RoundRobin::sticky()
+    let handout = if sticky {
+      Handout::sticky()
     } else {
-      RoundRobin::default()
+      Handout::default()
     };
-    let rr = Rc::new(RefCell::new(if spread.least_connections {
-      rr.least_connections()
+    let handout = Rc::new(RefCell::new(if spread.least_connections {
+      handout.least_connections()
     } else {
-      rr
+      handout
     }));
     let task = spawn_local(accept_loop(
       engine.clone(),
       key.to_string(),
-      rr.clone(),
+      handout.clone(),
       listener.clone(),
       room.clone(),
       sticky,
     ));
     Ok(RrHandle {
-      rr,
+      handout,
       sockname,
       listener,
       room,
@@ -92,7 +92,7 @@ impl RrHandle {
 
   /// A worker answered one `newconn`: its window has room again.
   pub fn settled(&mut self, worker: u32) {
-    self.rr.borrow_mut().settled(worker);
+    self.handout.borrow_mut().settled(worker);
     self.room.notify_one();
   }
 }
@@ -110,10 +110,10 @@ impl Drop for RrHandle {
   }
 }
 
-async fn accept_loop<D: Dispatcher>(
+async fn accept_loop<D: Owner>(
   engine: D,
   key: String,
-  rr: Rc<RefCell<RoundRobin<Arc<OwnedFd>>>>,
+  handout: Rc<RefCell<Handout<Arc<OwnedFd>>>>,
   listener: Rc<AsyncFd<OwnedFd>>,
   room: Rc<Notify>,
   sticky: bool,
@@ -121,7 +121,7 @@ async fn accept_loop<D: Dispatcher>(
   loop {
     // Accept only while some worker has room: otherwise connections wait in
     // the kernel's backlog rather than in the primary's memory.
-    while rr.borrow().room() == 0 {
+    while handout.borrow().room() == 0 {
       room.notified().await;
     }
     let Ok(mut guard) = listener.readable().await else {
@@ -139,8 +139,8 @@ async fn accept_loop<D: Dispatcher>(
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
         let conn = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
         match sticky.then(|| peer_bucket(&conn)).flatten() {
-          Some(b) => rr.borrow_mut().push_placed(conn, b),
-          None => rr.borrow_mut().push(conn),
+          Some(b) => handout.borrow_mut().push_placed(conn, b),
+          None => handout.borrow_mut().push(conn),
         }
         engine.pump(&key);
       }

@@ -24,10 +24,10 @@ use nix::libc;
 use nix::sys::socket::{accept4, SockFlag};
 use tokio::task::{spawn_local, JoinHandle};
 
-use super::dispatcher::Dispatcher;
+use super::handout::Handout;
 use super::listen::Target;
+use super::owner::Owner;
 use super::reuse_port::ReusePortPool;
-use super::round_robin::RoundRobin;
 use super::steer;
 use super::sticky::Buckets;
 use super::Spread;
@@ -112,7 +112,7 @@ impl Group {
 pub(crate) struct Watcher(JoinHandle<()>);
 
 impl Watcher {
-  pub fn start<D: Dispatcher>(engine: &D, key: &str, group: &Rc<RefCell<Group>>) -> Watcher {
+  pub fn start<D: Owner>(engine: &D, key: &str, group: &Rc<RefCell<Group>>) -> Watcher {
     Watcher(spawn_local(steal_loop(
       engine.clone(),
       key.to_string(),
@@ -140,7 +140,7 @@ struct Tick {
 #[derive(Default)]
 pub(crate) struct Stealer {
   /// Hands stolen connections to the workers of the pool that are not stuck.
-  pub rr: RoundRobin<Arc<OwnedFd>>,
+  pub handout: Handout<Arc<OwnedFd>>,
   /// One per socket of the pool, in the pool's order (sockets are only ever added).
   queues: Vec<Watch>,
   /// Sticky placement's buckets, when it is on.
@@ -160,10 +160,10 @@ impl Stealer {
   pub fn new(spread: Spread) -> Self {
     Stealer {
       sticky: spread.sticky.then(Buckets::default),
-      rr: if spread.least_connections {
-        RoundRobin::default().least_connections()
+      handout: if spread.least_connections {
+        Handout::default().least_connections()
       } else {
-        RoundRobin::default()
+        Handout::default()
       },
       ..Stealer::default()
     }
@@ -173,7 +173,7 @@ impl Stealer {
   fn tick(&mut self, pool: &ReusePortPool) -> Tick {
     // Per key: a port only a dead worker listened on (its own admin port,
     // say) closes even while other workers serve other keys.
-    let nobody = pool.slots().all(|(_, holders)| holders.is_empty());
+    let nobody = pool.sockets().all(|(_, holders)| holders.is_empty());
     self.orphaned = nobody.then(|| self.orphaned.unwrap_or_else(Instant::now));
     if self.orphaned.is_some_and(|t| t.elapsed() >= ORPHAN_GRACE) {
       return Tick {
@@ -194,17 +194,17 @@ impl Stealer {
   /// stuck and takes as many of their connections as the others have room
   /// for. Returns whether it took any, and whether quick looks are wanted.
   fn look(&mut self, pool: &ReusePortPool) -> (bool, bool) {
-    let (fds, holders): (Vec<&Arc<OwnedFd>>, Vec<&[u32]>) = pool.slots().unzip();
+    let (fds, holders): (Vec<&Arc<OwnedFd>>, Vec<&[u32]>) = pool.sockets().unzip();
     let queued: Vec<u32> = fds.iter().map(|fd| accept_queue(fd.as_raw_fd())).collect();
     let j = self.judge(&queued, &holders);
     for &w in holders.iter().copied().flatten() {
-      self.rr.set_paused(w, j.paused.contains(&w));
+      self.handout.set_paused(w, j.paused.contains(&w));
     }
     self.steer(pool);
     let mut took = false;
     for (i, queued) in j.stuck {
       for _ in 0..queued {
-        if self.rr.room() == 0 {
+        if self.handout.room() == 0 {
           return (took, j.active);
         }
         let Ok(raw) = accept4(
@@ -214,7 +214,9 @@ impl Stealer {
           break;
         };
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
-        self.rr.push(Arc::new(unsafe { OwnedFd::from_raw_fd(raw) }));
+        self
+          .handout
+          .push(Arc::new(unsafe { OwnedFd::from_raw_fd(raw) }));
         took = true;
       }
     }
@@ -294,10 +296,10 @@ impl Stealer {
   /// Sticky: each client address goes to its bucket's socket, and the
   /// buckets of a socket that cannot take connections now to healthy ones.
   pub fn steer(&mut self, pool: &ReusePortPool) {
-    let holders: Vec<&[u32]> = pool.slots().map(|(_, h)| h).collect();
+    let holders: Vec<&[u32]> = pool.sockets().map(|(_, h)| h).collect();
     let weights = self.weights(&holders);
     let healthy: Vec<bool> = weights.iter().map(|&w| w >= HEALTHY).collect();
-    let Some((first, _)) = pool.slots().next() else {
+    let Some((first, _)) = pool.sockets().next() else {
       return;
     };
     // Where the kernel refuses (no SO_ATTACH_REUSEPORT_CBPF), its hash picks
@@ -320,7 +322,7 @@ impl Stealer {
   }
 }
 
-async fn steal_loop<D: Dispatcher>(engine: D, key: String, group: Rc<RefCell<Group>>) {
+async fn steal_loop<D: Owner>(engine: D, key: String, group: Rc<RefCell<Group>>) {
   let mut delay = TICK;
   loop {
     tokio::time::sleep(delay).await;

@@ -1,44 +1,45 @@
 //! Sticky placement (`setupPrimary({ sticky: 'ip' })`): the client-address
-//! hash has `BUCKETS` buckets, and each bucket has a home slot — a
-//! SO_REUSEPORT socket of the pool, or a round-robin worker slot. A worker
-//! that replaces another takes its slot, so its clients stay together. A
-//! new slot takes an even share of buckets from the slots holding the most,
-//! so only the clients of those buckets move; a slot that cannot take
-//! connections for now (its worker is gone, or stuck) lends its buckets to
-//! the healthy slots until it can again.
+//! hash has `BUCKETS` buckets, and each bucket has a home — an index: of a
+//! SO_REUSEPORT socket of the pool, or of a round-robin worker's place. A
+//! worker that replaces another takes its home, so its clients stay
+//! together. A new home takes an even share of buckets from the homes
+//! holding the most, so only the clients of those buckets move; a home that
+//! cannot take connections for now (its worker is gone, or stuck) lends its
+//! buckets to the healthy homes until it can again ([`Buckets::place`],
+//! for the BPF table and the round-robin hand-out alike).
 
 pub use super::steer::{bucket, BUCKETS};
 
-/// Which slot each bucket belongs to.
+/// Which home each bucket belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Buckets {
   home: [u32; BUCKETS],
-  slots: usize,
+  homes: usize,
 }
 
 impl Default for Buckets {
-  /// One slot holding every bucket.
+  /// One home holding every bucket.
   fn default() -> Self {
     Buckets {
       home: [0; BUCKETS],
-      slots: 1,
+      homes: 1,
     }
   }
 }
 
 impl Buckets {
-  /// Makes room for `slots` slots: each new one takes `BUCKETS / n` buckets,
-  /// one at a time from whichever slot holds the most.
-  pub fn grow(&mut self, slots: usize) {
-    while self.slots < slots {
-      let new = self.slots as u32;
-      self.slots += 1;
-      for _ in 0..BUCKETS / self.slots {
-        let mut counts = vec![0usize; self.slots];
+  /// Makes room for `homes` homes: each new one takes `BUCKETS / n` buckets,
+  /// one at a time from whichever home holds the most.
+  pub fn grow(&mut self, homes: usize) {
+    while self.homes < homes {
+      let new = self.homes as u32;
+      self.homes += 1;
+      for _ in 0..BUCKETS / self.homes {
+        let mut counts = vec![0usize; self.homes];
         for &s in &self.home {
           counts[s as usize] += 1;
         }
-        let richest = (0..self.slots).max_by_key(|&s| (counts[s], s)).unwrap_or(0) as u32;
+        let richest = (0..self.homes).max_by_key(|&s| (counts[s], s)).unwrap_or(0) as u32;
         if let Some(b) = self.home.iter().rposition(|&s| s == richest) {
           self.home[b] = new;
         }
@@ -46,23 +47,30 @@ impl Buckets {
     }
   }
 
-  /// The slot of every bucket now: its home, or while its home is not
-  /// `healthy`, a healthy slot (the same one each time for that bucket).
-  pub fn table(&self, healthy: &[bool]) -> [u32; BUCKETS] {
-    let up: Vec<u32> = (0..healthy.len() as u32)
-      .filter(|&s| healthy[s as usize])
-      .collect();
-    let mut table = self.home;
-    for (b, slot) in table.iter_mut().enumerate() {
-      let ok = healthy.get(*slot as usize).copied().unwrap_or(false);
-      if !ok && !up.is_empty() {
-        *slot = up[b % up.len()];
-      }
+  /// Where bucket `b` goes now: its home, or while its home is not
+  /// `healthy`, a healthy home lent to it (the same one each time for that
+  /// bucket); None when no home is healthy.
+  pub fn place(&self, b: usize, healthy: &[bool]) -> Option<u32> {
+    let home = self.home(b);
+    if healthy.get(home as usize).copied().unwrap_or(false) {
+      return Some(home);
     }
-    table
+    let up = healthy.iter().filter(|&&h| h).count();
+    if up == 0 {
+      return None;
+    }
+    let nth = b % up;
+    (0..healthy.len() as u32)
+      .filter(|&h| healthy[h as usize])
+      .nth(nth)
   }
 
-  /// The home slot of bucket `b`.
+  /// [`Self::place`] for every bucket (a bucket no home can take stays home).
+  pub fn table(&self, healthy: &[bool]) -> [u32; BUCKETS] {
+    std::array::from_fn(|b| self.place(b, healthy).unwrap_or(self.home[b]))
+  }
+
+  /// The home of bucket `b`.
   pub fn home(&self, b: usize) -> u32 {
     self.home[b % BUCKETS]
   }
@@ -72,8 +80,8 @@ impl Buckets {
 mod tests {
   use super::*;
 
-  fn counts(b: &Buckets, slots: usize) -> Vec<usize> {
-    let mut c = vec![0; slots];
+  fn counts(b: &Buckets, homes: usize) -> Vec<usize> {
+    let mut c = vec![0; homes];
     for i in 0..BUCKETS {
       c[b.home(i) as usize] += 1;
     }
@@ -81,7 +89,7 @@ mod tests {
   }
 
   #[test]
-  fn growing_shares_evenly_and_moves_only_what_the_new_slot_takes() {
+  fn growing_shares_evenly_and_moves_only_what_the_new_home_takes() {
     let mut b = Buckets::default();
     b.grow(2);
     assert_eq!(counts(&b, 2), vec![32, 32]);
@@ -90,7 +98,7 @@ mod tests {
     let c = counts(&b, 3);
     assert_eq!(c.iter().sum::<usize>(), BUCKETS);
     assert!(c.iter().all(|&n| (21..=22).contains(&n)), "{c:?}");
-    // Every bucket that moved went to the new slot.
+    // Every bucket that moved went to the new home.
     for i in 0..BUCKETS {
       if b.home(i) != before.home(i) {
         assert_eq!(b.home(i), 2);
@@ -101,7 +109,7 @@ mod tests {
   }
 
   #[test]
-  fn an_unhealthy_slot_lends_its_buckets_and_gets_them_back() {
+  fn an_unhealthy_home_lends_its_buckets_and_gets_them_back() {
     let mut b = Buckets::default();
     b.grow(3);
     let all = b.table(&[true, true, true]);
@@ -113,7 +121,7 @@ mod tests {
         assert_eq!(without_1[i], all[i], "bucket {i} stayed");
       }
     }
-    // Lent evenly to the healthy slots.
+    // Lent evenly to the healthy homes.
     let lent: Vec<u32> = (0..BUCKETS)
       .filter(|&i| all[i] == 1)
       .map(|i| without_1[i])

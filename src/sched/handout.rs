@@ -1,11 +1,14 @@
-//! SCHED_RR: the primary accepts and hands each connection to a worker.
+//! The primary's hand-out of connections for one listen key: SCHED_RR's
+//! (which the primary accepts) and the stealer's (connections it took off
+//! stuck SO_REUSEPORT queues).
 //!
 //! Node's RoundRobinHandle keeps one un-acked connection per worker and hands
 //! the next one to whichever worker acked first. Here each worker has a small
 //! window of un-acked connections and the least-loaded worker with room gets
 //! the next one (ties rotate), so a worker whose event loop is stuck stops
 //! receiving connections while the others take them. This file is the pure
-//! bookkeeping; accepting is `round_robin_handle`, sending `primary::dispatch`.
+//! bookkeeping; accepting is `round_robin_handle` and `steal`, sending
+//! `primary::dispatch`.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -18,8 +21,8 @@ pub const WINDOW: usize = 4;
 /// worker is still skipped once it holds this many).
 pub const LEAST_WINDOW: usize = 32;
 
-/// Round-robin state for one listen key, generic over the connection type.
-pub struct RoundRobin<C> {
+/// The hand-out state of one listen key, generic over the connection type.
+pub struct Handout<C> {
   /// (worker id, connections in flight), in the order workers joined.
   workers: Vec<(u32, usize)>,
   /// Workers that get nothing for now (SO_REUSEPORT: their own queue is stuck).
@@ -29,8 +32,8 @@ pub struct RoundRobin<C> {
   /// Accepted connections no worker has room for yet, with the bucket of
   /// the client's address when placement is sticky.
   queue: VecDeque<(C, Option<usize>)>,
-  /// Sticky placement: the buckets, and the worker in each slot (a
-  /// replacement takes the slot of a worker that left).
+  /// Sticky placement: the buckets, and the worker at each home (a
+  /// replacement takes the home of a worker that left).
   sticky: Option<(Buckets, Vec<Option<u32>>)>,
   /// Open connections per worker: +1 at each hand-off, less the closes
   /// its worker hook reports.
@@ -41,9 +44,9 @@ pub struct RoundRobin<C> {
   least_connections: bool,
 }
 
-impl<C> Default for RoundRobin<C> {
+impl<C> Default for Handout<C> {
   fn default() -> Self {
-    RoundRobin {
+    Handout {
       workers: Vec::new(),
       paused: Vec::new(),
       next: 0,
@@ -55,11 +58,11 @@ impl<C> Default for RoundRobin<C> {
   }
 }
 
-impl<C> RoundRobin<C> {
+impl<C> Handout<C> {
   /// Sticky placement: a connection queued with [`Self::push_placed`] goes to
-  /// the worker of its bucket's slot.
+  /// the worker at its bucket's home.
   pub fn sticky() -> Self {
-    RoundRobin {
+    Handout {
       sticky: Some((Buckets::default(), Vec::new())),
       ..Self::default()
     }
@@ -95,12 +98,12 @@ impl<C> RoundRobin<C> {
   pub fn add(&mut self, worker: u32) {
     if !self.has(worker) {
       self.workers.push((worker, 0));
-      if let Some((buckets, slots)) = &mut self.sticky {
-        match slots.iter_mut().find(|s| s.is_none()) {
+      if let Some((buckets, homes)) = &mut self.sticky {
+        match homes.iter_mut().find(|s| s.is_none()) {
           Some(free) => *free = Some(worker),
           None => {
-            slots.push(Some(worker));
-            buckets.grow(slots.len());
+            homes.push(Some(worker));
+            buckets.grow(homes.len());
           }
         }
       }
@@ -121,8 +124,8 @@ impl<C> RoundRobin<C> {
     self.workers.retain(|&(w, _)| w != worker);
     self.open.remove(&worker);
     self.paused.retain(|&w| w != worker);
-    if let Some((_, slots)) = &mut self.sticky {
-      for s in slots.iter_mut().filter(|s| **s == Some(worker)) {
+    if let Some((_, homes)) = &mut self.sticky {
+      for s in homes.iter_mut().filter(|s| **s == Some(worker)) {
         *s = None;
       }
     }
@@ -214,18 +217,25 @@ impl<C> RoundRobin<C> {
   /// a connection whose worker is full waits (the others go by), one whose
   /// worker is gone or paused goes to a healthy worker chosen by its bucket.
   fn next_sticky(&mut self) -> Option<(u32, C)> {
-    let (buckets, slots) = self.sticky.as_ref()?;
-    let healthy = |w: &u32| !self.paused.contains(w);
-    let up: Vec<u32> = slots.iter().flatten().copied().filter(healthy).collect();
+    let (buckets, homes) = self.sticky.as_ref()?;
+    let healthy: Vec<bool> = homes
+      .iter()
+      .map(|w| w.is_some_and(|w| !self.paused.contains(&w)))
+      .collect();
     for q in 0..self.queue.len() {
       let target = match self.queue[q].1 {
-        Some(b) => match slots.get(buckets.home(b) as usize).copied().flatten() {
-          Some(w) if healthy(&w) => Some(w),
-          // Least-connections: a client whose worker is gone goes to the
-          // emptiest one, like any unplaced connection.
-          _ if up.is_empty() || self.least_connections => None,
-          _ => Some(up[b % up.len()]),
-        },
+        // Least-connections: a client whose worker is gone goes to the
+        // emptiest one, like any unplaced connection.
+        Some(b)
+          if self.least_connections
+            && !healthy
+              .get(buckets.home(b) as usize)
+              .copied()
+              .unwrap_or(false) =>
+        {
+          None
+        }
+        Some(b) => buckets.place(b, &healthy).and_then(|h| homes[h as usize]),
         None => None,
       };
       let i = match target {
@@ -259,7 +269,7 @@ mod tests {
 
   #[test]
   fn equal_workers_take_turns() {
-    let mut rr = RoundRobin::default();
+    let mut rr = Handout::default();
     rr.add(1);
     rr.add(2);
     rr.add(3);
@@ -276,7 +286,7 @@ mod tests {
 
   #[test]
   fn a_stuck_worker_stops_receiving_after_its_window() {
-    let mut rr = RoundRobin::default();
+    let mut rr = Handout::default();
     rr.add(1);
     rr.add(2);
     let mut to_one = 0;
@@ -296,7 +306,7 @@ mod tests {
 
   #[test]
   fn queue_waits_when_every_window_is_full() {
-    let mut rr = RoundRobin::default();
+    let mut rr = Handout::default();
     rr.add(7);
     for c in 0..WINDOW + 2 {
       rr.push(c);
@@ -319,7 +329,7 @@ mod tests {
 
   #[test]
   fn a_paused_worker_gets_nothing_until_resumed() {
-    let mut rr = RoundRobin::default();
+    let mut rr = Handout::default();
     rr.add(1);
     rr.add(2);
     rr.set_paused(1, true);
@@ -338,7 +348,7 @@ mod tests {
 
   #[test]
   fn refused_connection_goes_first() {
-    let mut rr = RoundRobin::default();
+    let mut rr = Handout::default();
     rr.add(1);
     rr.push("new");
     rr.push_front("refused");
@@ -347,7 +357,7 @@ mod tests {
 
   #[test]
   fn least_connections_fills_the_emptiest_worker_first() {
-    let mut rr = RoundRobin::default().least_connections();
+    let mut rr = Handout::default().least_connections();
     rr.add(1);
     rr.add(2);
     // A burst: workers ack at once, connections stay open: an even split.
@@ -379,7 +389,7 @@ mod tests {
 
   #[test]
   fn default_placement_ignores_open_connections() {
-    let mut rr = RoundRobin::default();
+    let mut rr = Handout::default();
     rr.add(1);
     rr.add(2);
     rr.closed(2, 5); // nothing handed yet: stays at zero
@@ -394,19 +404,19 @@ mod tests {
     assert_eq!((rr.open_of(1), rr.open_of(2)), (2, 2));
   }
 
-  /// A sticky dispatcher with workers 1 and 2 (in slots 0 and 1), and a
-  /// bucket of each one's slot.
-  fn sticky_pair<C>() -> (RoundRobin<C>, usize, usize) {
-    let mut rr = RoundRobin::sticky();
+  /// A sticky hand-out with workers 1 and 2 (at homes 0 and 1), and a
+  /// bucket of each one's home.
+  fn sticky_pair<C>() -> (Handout<C>, usize, usize) {
+    let mut rr = Handout::sticky();
     rr.add(1);
     rr.add(2);
     let (buckets, _) = rr.sticky.clone().unwrap();
-    let of = |slot: u32| (0..BUCKETS).find(|&b| buckets.home(b) == slot).unwrap();
+    let of = |home: u32| (0..BUCKETS).find(|&b| buckets.home(b) == home).unwrap();
     (rr, of(0), of(1))
   }
 
   #[test]
-  fn sticky_sends_a_bucket_to_its_slots_worker_and_keeps_it_across_a_restart() {
+  fn sticky_sends_a_bucket_to_its_homes_worker_and_keeps_it_across_a_restart() {
     let (mut rr, b1, b2) = sticky_pair();
     for n in 0..6 {
       rr.push_placed(n, if n % 2 == 0 { b1 } else { b2 });
@@ -422,7 +432,7 @@ mod tests {
     rr.push_placed(10, b1);
     assert_eq!(rr.next_assignment(), Some((2, 10)));
     rr.settled(2);
-    // ...and its replacement takes its slot, and its clients.
+    // ...and its replacement takes its home, and its clients.
     rr.add(3);
     rr.push_placed(11, b1);
     rr.push_placed(12, b2);
