@@ -4,6 +4,11 @@
 //
 //   ROUNDS=3 DURATION=5 CONNECTIONS=64 npm run bench
 //
+// BASELINE=<another rcluster checkout, built> compares this checkout with
+// that one instead of with node:cluster (an A/B before and after a change):
+// the same workloads, interleaved, every policy on both, without the
+// placement scenarios.
+//
 // HTTP load comes from wrk (Debian/Ubuntu: apt-get install wrk), 2 workers,
 // hello-world HTTP on 127.0.0.1.
 
@@ -16,7 +21,10 @@ const APP = path.join(__dirname, 'app.js');
 const ROUNDS = Number(process.env.ROUNDS || 3);
 const DURATION = Number(process.env.DURATION || 5);
 const CONNECTIONS = Number(process.env.CONNECTIONS || 64);
-const MODULES = { 'node:cluster': 'node:cluster', rcluster: ROOT };
+const BASELINE = process.env.BASELINE ? path.resolve(process.env.BASELINE) : null;
+// The column compared against: node:cluster, or the BASELINE build.
+const THEIRS = BASELINE ? 'before' : 'node:cluster';
+const MODULES = { [THEIRS]: BASELINE || 'node:cluster', rcluster: ROOT };
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -71,7 +79,7 @@ const POLICIES = ['rr', 'none', 'reuseport'];
 const POLICY_NAMES = { rr: 'SCHED_RR', none: 'SCHED_NONE', reuseport: 'SCHED_REUSEPORT' };
 // node:cluster has no SO_REUSEPORT policy: rcluster's (its default) is
 // compared with node's SCHED_NONE and SCHED_RR (node's default).
-const modulesFor = (policy, mods) => (policy === 'reuseport' ? ['rcluster'] : mods);
+const modulesFor = (policy, mods) => (policy === 'reuseport' && !BASELINE ? ['rcluster'] : mods);
 // Fairness: the busiest worker's request count over the idlest's.
 const spread = (counts) => Math.max(...counts) / Math.min(...counts);
 
@@ -177,7 +185,7 @@ async function main() {
       }
     }
     // Long-lived connections: how evenly a burst of 64 spreads.
-    for (const workers of [2, 8]) {
+    for (const workers of BASELINE ? [] : [2, 8]) {
       for (const policy of POLICIES) {
         for (const m of modulesFor(policy, mods)) {
           const conns = await burstRun(m, policy, workers);
@@ -188,7 +196,7 @@ async function main() {
     // Long-lived connections placed over time: node:cluster's round-robin,
     // rcluster's default (steering by open connections) and rcluster's
     // SCHED_RR with balance: 'least-connections'.
-    for (const workers of [2, 8]) {
+    for (const workers of BASELINE ? [] : [2, 8]) {
       for (const replace of [false, true]) {
         const name = `open connections max/min, 240 arriving at 60/s, a third closing midway${replace ? ', a worker replaced' : ''}, ${workers} workers`;
         for (const m of mods) {
@@ -201,7 +209,7 @@ async function main() {
         await longLivedRun('rcluster', { NODE_CLUSTER_SCHED_POLICY: 'rr', BALANCE: 'least-connections' }, workers, { burst: true, total: 64 }));
     }
     // sticky: 'ip' against rcluster's default placement, 40 client addresses.
-    for (const sticky of round % 2 ? [true, false] : [false, true]) {
+    for (const sticky of BASELINE ? [] : round % 2 ? [true, false] : [false, true]) {
       add('40 client addresses, new connection per request req/s, SCHED_REUSEPORT', sticky ? 'rcluster sticky' : 'rcluster', await manyClientsRun('rcluster', sticky));
     }
     for (const m of mods) {
@@ -212,7 +220,7 @@ async function main() {
       const fork = await runApp(m, { SCENARIO: 'fork' });
       add('fork 8 workers until all listening ms', m, fork.find((l) => l.forkAllMs).forkAllMs);
       add('killed worker until replacement listening ms', m, fork.find((l) => l.restartMs).restartMs);
-      if (m === 'rcluster') {
+      if (m === 'rcluster' && !BASELINE) {
         // rcluster's own restart: true, against node:cluster's fork() in 'exit'.
         const auto = await runApp(m, { SCENARIO: 'fork', AUTO: '1' });
         add('killed worker until replacement listening ms, rcluster restart: true', m, auto.find((l) => l.restartMs).restartMs);
@@ -224,7 +232,8 @@ async function main() {
   const fmt = (v) => (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(v >= 100 ? 0 : 2));
   console.log(`rcluster benchmark, ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), ` +
     `Node ${process.version}, ${ROUNDS} rounds, medians; wrk -t2 -c${CONNECTIONS} -d${DURATION}s, 2 workers\n`);
-  console.log('| workload | node:cluster | rcluster | ratio rcluster/node |');
+  console.log(BASELINE ? `A/B against ${BASELINE}\n` : '');
+  console.log(`| workload | ${THEIRS} | rcluster | ratio rcluster/${BASELINE ? 'before' : 'node'} |`);
   console.log('| --- | ---: | ---: | ---: |');
   const row = (name, theirs, ours) => {
     const [n, r] = [median(theirs), median(ours)];
@@ -234,8 +243,8 @@ async function main() {
   for (const [metric, byModule] of Object.entries(results)) {
     if (byModule['rcluster sticky']) {
       stickyRows.push([metric, byModule.rcluster, byModule['rcluster sticky']]);
-    } else if (byModule['node:cluster']) {
-      row(metric, byModule['node:cluster'], byModule.rcluster);
+    } else if (byModule[THEIRS]) {
+      row(metric, byModule[THEIRS], byModule.rcluster);
     } else if (metric.includes('SCHED_REUSEPORT')) {
       // node:cluster has no SO_REUSEPORT: against its SCHED_NONE, and against
       // its default SCHED_RR (SCHED_REUSEPORT is rcluster's default).
