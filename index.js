@@ -6,12 +6,12 @@
 // it works unchanged. (Node deletes NODE_UNIQUE_ID from a worker's env at
 // startup, so we ask Node which side we are on.) In the primary it is
 // lib/primary.js over the Rust engine, or lib/portable.js over node:cluster
-// where no native engine runs (lib/engine.js chooses). In a worker, lib/worker.js adds
+// where no native engine runs (lib/engine.js chooses). In a worker, lib/worker-hook.js adds
 // rcluster's small worker API (cluster.worker.ready()).
 
 const nodeCluster = require('node:cluster');
 
-if (nodeCluster.isWorker) require('./lib/worker');
+if (nodeCluster.isWorker) require('./lib/worker-hook');
 
 module.exports = nodeCluster.isWorker ? nodeCluster : require('./lib/engine').primary();
 

@@ -4,8 +4,7 @@
 // soon as descriptors are free. rcluster only (Node's primary has its own
 // EMFILE handling in libuv).
 const fs = require('node:fs');
-const http = require('node:http');
-const { startFixture, nativeOnly } = require('./helpers');
+const { startFixture, nativeOnly, get } = require('./helpers');
 
 if (nativeOnly("the accept back-off is in the native engine's round-robin accept loop")) return;
 
@@ -19,15 +18,7 @@ test('EMFILE in the primary: accept backs off, then the client is served', async
   try {
     const { pid, port, filled } = await app.next((e) => e.port);
     expect(filled).toBe('EMFILE');
-    const reply = new Promise((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-        let body = '';
-        res.on('data', (d) => { body += d; });
-        res.on('end', () => resolve(body));
-      });
-      req.on('error', reject);
-      req.setTimeout(10000, () => req.destroy(new Error('no reply')));
-    });
+    const reply = get(port, { timeout: 10000 });
     // The connection waits in the backlog while accept fails. A spinning
     // accept loop would burn a whole CPU second here; backing off uses a
     // small fraction of it.
@@ -35,7 +26,7 @@ test('EMFILE in the primary: accept backs off, then the client is served', async
     await new Promise((r) => setTimeout(r, 1000));
     const burnt = cpuSeconds(pid) - before;
     expect(burnt).toBeLessThan(0.5);
-    process.kill(pid, 'SIGUSR2');
+    process.kill(pid, 'SIGCONT');
     await app.next((e) => e.freed);
     expect(await reply).toBe('served\n');
   } finally {

@@ -2,21 +2,12 @@
 // Running the rcluster command in tests: start it, ask which workers serve,
 // scrape its /metrics. Shared by cli.spec.js and cli-production.spec.js.
 const { spawn, spawnSync } = require('node:child_process');
-const http = require('node:http');
-const net = require('node:net');
 const path = require('node:path');
 const parsePrometheus = require('parse-prometheus-text-format');
-const { ROOT, killGroup, get } = require('./helpers');
+const { ROOT, killGroup, get, request, freePort } = require('./helpers');
 
 const BIN = path.join(ROOT, 'bin', 'rcluster.js');
 const FIXTURES = path.join(__dirname, 'fixtures', 'cli');
-
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  });
-});
 
 /** Starts the command (or `script`); `stderr()` is what the primary said. */
 function start(args, { env = {}, cwd = FIXTURES, wrap, script = BIN } = {}) {
@@ -46,16 +37,7 @@ async function pidsServing(port, want, ms = 10000) {
   return pids;
 }
 
-function scrape(port, p = '/metrics') {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    }).on('error', reject);
-  });
-}
+const scrape = (port, p = '/metrics') => request(port, { path: p });
 
 function metric(families, name) {
   const f = families.find((x) => x.name === name);

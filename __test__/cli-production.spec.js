@@ -301,13 +301,7 @@ nativeTest('--sticky ip: each client address stays on one worker, and the addres
   const dir = appDir('sticky', { 'app.js': httpApp('v') });
   const app = start(['-i', '2', '--sticky', 'ip', '--metrics', `127.0.0.1:${metricsPort}`, 'app.js'],
     { cwd: dir, env: { PORT: String(port) } });
-  const from = (localAddress) => new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, localAddress, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(Number(body.split(' ').pop())));
-    }).on('error', reject);
-  });
+  const from = async (localAddress) => Number((await get(port, { localAddress })).split(' ').pop());
   try {
     // Both listening first: until then a missing worker's clients go elsewhere.
     expect(await workersListening(metricsPort, 2)).toBe(true);
@@ -451,7 +445,7 @@ describe('smaller things', () => {
 const http = require('node:http');
 const { execFileSync } = require('node:child_process');
 http.createServer((req, res) => {
-  res.end(execFileSync(process.execPath, ['-p', 'JSON.stringify([process.env.NODE_OPTIONS ?? null, require.cache[require.resolve("rcluster/lib/worker.js")] !== undefined])']));
+  res.end(execFileSync(process.execPath, ['-p', 'JSON.stringify([process.env.NODE_OPTIONS ?? null, require.cache[require.resolve("rcluster/lib/worker-hook.js")] !== undefined])']));
 }).listen(Number(process.env.PORT), '127.0.0.1');
 `,
     });

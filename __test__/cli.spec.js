@@ -108,13 +108,12 @@ test('SIGHUP reloads under keep-alive and new-connection load with no failed req
     const seen = new Set();
     const keepAlive = async () => {
       while (!stop) {
-        await new Promise((resolve) => {
-          http.get({ host: '127.0.0.1', port, agent }, (res) => {
-            let b = '';
-            res.on('data', (d) => { b += d; });
-            res.on('end', () => { ok++; seen.add(Number(b.split(' ').pop())); resolve(); });
-          }).on('error', (e) => { failures.push(`keep-alive: ${e.code}`); resolve(); });
-        });
+        try {
+          seen.add(Number((await get(port, { agent })).split(' ').pop()));
+          ok++;
+        } catch (e) {
+          failures.push(`keep-alive: ${e.code}`);
+        }
       }
     };
     const fresh = async () => {

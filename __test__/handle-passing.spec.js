@@ -1,9 +1,8 @@
 'use strict';
 // Differential: handles travel both ways with worker.send(message, handle)
 // and process.send(message, handle), under both serializations.
-const dgram = require('node:dgram');
 const net = require('node:net');
-const { startFixture } = require('./helpers');
+const { startFixture, udpAsk } = require('./helpers');
 
 const read = (port) => new Promise((resolve, reject) => {
   const c = net.connect(port, '127.0.0.1');
@@ -13,13 +12,6 @@ const read = (port) => new Promise((resolve, reject) => {
   c.on('end', () => resolve(data));
   c.on('error', reject);
   c.setTimeout(5000, () => c.destroy(new Error('timeout')));
-});
-
-const udpAsk = (port) => new Promise((resolve, reject) => {
-  const s = dgram.createSocket('udp4');
-  const t = setTimeout(() => { s.close(); reject(new Error('no udp answer')); }, 5000);
-  s.on('message', (m) => { clearTimeout(t); s.close(); resolve(String(m)); });
-  s.send('hi', port, '127.0.0.1');
 });
 
 async function exercise(module, env) {

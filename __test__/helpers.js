@@ -140,23 +140,55 @@ function startFixture(name, { module = 'rcluster', env = {}, args = [], spawnOpt
   return { child, events, next, stop, exited, kill: () => killGroup(child.pid), stderr: () => stderr };
 }
 
-/** One HTTP GET with a fresh connection; resolves with the body. */
-function get(port, { host = '127.0.0.1', path: p = '/', timeout = 5000 } = {}) {
+/**
+ * The tests' one HTTP GET: resolves with { status, headers, body }; rejects
+ * with the error, whose `reusedSocket` says it went on a kept-alive
+ * connection. Without `agent`, a fresh connection closed after the reply.
+ * `port` may be a unix socket path.
+ */
+function request(port, { host = '127.0.0.1', path: p = '/', agent = false, localAddress, timeout = 5000 } = {}) {
   const http = require('node:http');
+  const where = typeof port === 'string' ? { socketPath: port } : { host, port, localAddress };
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: p, agent: false, headers: { connection: 'close' }, timeout }, (res) => {
+    const headers = agent ? {} : { connection: 'close' };
+    const req = http.get({ ...where, path: p, agent, headers, timeout }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(body));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
     });
     req.on('timeout', () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
+    req.on('error', (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
   });
 }
 
+/** `request()`'s body. */
+const get = (port, options) => request(port, options).then((r) => r.body);
+
+/** A TCP port nobody listens on now, on 127.0.0.1. */
+const freePort = () => new Promise((resolve) => {
+  const s = require('node:net').createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+
+/** One UDP datagram to 127.0.0.1 (or ::1 for udp6); resolves with the answer. */
+function udpAsk(port, { type = 'udp4', text = 'hi', timeout = 5000 } = {}) {
+  const dgram = require('node:dgram');
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket(type);
+    const timer = setTimeout(() => { s.close(); reject(new Error('no UDP answer')); }, timeout);
+    s.on('message', (msg) => { clearTimeout(timer); s.close(); resolve(String(msg)); });
+    s.send(text, port, type === 'udp6' ? '::1' : '127.0.0.1');
+  });
+}
+
+module.exports.udpAsk = udpAsk;
 module.exports.startFixture = startFixture;
 module.exports.get = get;
+module.exports.request = request;
+module.exports.freePort = freePort;
 
 /** Whether this run is `npm run test:portable` (rcluster on its portable engine). */
 const PORTABLE = process.env.RCLUSTER_ENGINE === 'node';

@@ -1,16 +1,8 @@
 'use strict';
 // Differential: dgram sockets in workers share one socket from the primary.
-const dgram = require('node:dgram');
-const { startFixture } = require('./helpers');
+const { startFixture, udpAsk } = require('./helpers');
 
-function ask(port, type, text) {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket(type);
-    const timer = setTimeout(() => { s.close(); reject(new Error('no UDP answer')); }, 5000);
-    s.on('message', (msg) => { clearTimeout(timer); s.close(); resolve(String(msg)); });
-    s.send(text, port, type === 'udp4' ? '127.0.0.1' : '::1');
-  });
-}
+const ask = (port, type, text) => udpAsk(port, { type, text });
 
 describe.each(['udp4', 'udp6'])('%s', (type) => {
   test.each(['node', 'rcluster'])('workers bound to port 0 share one port and answer (%s)', async (module) => {

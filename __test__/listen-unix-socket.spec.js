@@ -1,18 +1,9 @@
 'use strict';
 // listen(path) in workers: a unix socket the primary creates, both policies.
 const fs = require('node:fs');
-const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { startFixture } = require('./helpers');
-
-const getUnix = (socketPath) => new Promise((resolve, reject) => {
-  http.get({ socketPath, path: '/', agent: false }, (res) => {
-    let body = '';
-    res.on('data', (d) => { body += d; });
-    res.on('end', () => resolve(body));
-  }).on('error', reject);
-});
+const { startFixture, get } = require('./helpers');
 
 describe.each(['rr', 'none'])('policy %s', (policy) => {
   test('every worker serves HTTP on one unix socket path', async () => {
@@ -23,7 +14,7 @@ describe.each(['rr', 'none'])('policy %s', (policy) => {
       const ready = await app.next((e) => e.ready !== undefined || e.addressType !== undefined);
       expect(ready.addressType).toBe(-1);
       const pids = new Set();
-      for (let i = 0; i < 40; i++) pids.add(await getUnix(socket));
+      for (let i = 0; i < 40; i++) pids.add(await get(socket));
       if (policy === 'rr') expect(pids.size).toBe(2);
       else expect(pids.size).toBeGreaterThanOrEqual(1);
       expect((await app.stop('SIGTERM')).code).toBe(0);

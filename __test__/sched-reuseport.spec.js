@@ -58,7 +58,7 @@ test('a crashed worker\'s socket gets no new connections when no replacement com
     for (let i = 0; i < 40; i++) expect(Number(await get(ready, { timeout: 10000 }))).toBe(live);
     // Steered by the kernel: nothing waited on the dead socket to be taken
     // and handed over by the primary (without steering about half would).
-    app.child.kill('SIGHUP');
+    app.child.kill('SIGWINCH');
     const { dispatched } = await app.next((e) => e.dispatched);
     expect(dispatched).toEqual([[expect.any(Number), 0]]);
     expect((await app.stop('SIGTERM')).code).toBe(0);

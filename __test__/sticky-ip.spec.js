@@ -5,24 +5,13 @@
 // SCHED_RR — the addresses spread over all workers, a replacement takes
 // over its predecessor's clients, and socket.io with its default transports
 // works without @socket.io/sticky. Without sticky the same checks fail.
-const http = require('node:http');
-const { startFixture, runFixture, nativeOnly } = require('./helpers');
+const { startFixture, runFixture, nativeOnly, get } = require('./helpers');
 
 if (nativeOnly("sticky: 'ip' is placed by the native engine (BPF steering, the SCHED_RR dispatcher)")) return;
 
 const ADDRESSES = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 2}`);
 
-function getFrom(port, localAddress) {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, localAddress, agent: false, headers: { connection: 'close' }, timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(Number(body)));
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-  });
-}
+const getFrom = async (port, localAddress) => Number(await get(port, { localAddress }));
 
 // address -> the set of pids that answered it, over `rounds` new connections each
 async function placements(port, rounds = 4) {

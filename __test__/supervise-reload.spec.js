@@ -23,7 +23,7 @@ describe.each(['rr', 'none', 'reuseport'])('policy %s', (policy) => {
       };
       const loops = [loop(), loop(), loop()];
       await new Promise((r) => setTimeout(r, 300));
-      process.kill(app.child.pid, 'SIGUSR2');
+      process.kill(app.child.pid, 'SIGHUP');
       const { reloaded } = await app.next((e) => e.reloaded || e.reloadError, 15000);
       await new Promise((r) => setTimeout(r, 300));
       stop = true;
@@ -45,7 +45,7 @@ test('readiness "ready": the old worker leaves only after the new one calls clus
   });
   try {
     await app.next((e) => e.ready);
-    process.kill(app.child.pid, 'SIGUSR2');
+    process.kill(app.child.pid, 'SIGHUP');
     const { reloaded } = await app.next((e) => e.reloaded || e.reloadError, 10000);
     expect(reloaded).toEqual([{ old: 1, new: 2, code: 0, signal: null, forced: false }]);
     // The old worker's exit comes after the new one said ready (300 ms after listening).

@@ -20,7 +20,7 @@ if (cluster.isMaster) {
   http.createServer((req, res) => {
     res.writeHead(200);
     res.end(`Hello from Worker ${process.pid}\n`);
-  }).listen(3000);
+  }).listen(process.env.PORT || 3000);
 
   console.log(`Worker ${process.pid} started`);
 }

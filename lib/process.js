@@ -107,7 +107,7 @@ class WorkerProcess extends ChildProcess {
       });
     }
     process.nextTick(() => this.emit('spawn'));
-    // One entry per stdio slot, null where there is no pipe (as ChildProcess).
+    // One entry per stdio index, null where there is no pipe (as ChildProcess).
     this.stdio = fds.map(() => null);
     while (this.stdio.length < 3) this.stdio.push(null);
     fds.forEach((fd, i) => {

@@ -1,6 +1,7 @@
 'use strict';
-// rcluster's worker hook (lib/worker.js) in every worker, and what comes
-// back from it: heartbeats (for the watchdog and the metrics) and
+// The primary's side of rcluster's worker hook (lib/worker-hook.js, loaded
+// into every worker): its environment, and what comes back from it:
+// heartbeats (for the metrics; the engine's watchdog notes them itself) and
 // cluster.worker.ready() (for readiness 'ready'; so does the plain message
 // 'ready', as PM2's wait_ready has apps send it with process.send('ready')).
 
@@ -8,7 +9,7 @@ const path = require('node:path');
 const { resolveHeartbeat } = require('./validate');
 const { kHeartbeat, kConnections } = require('./keys');
 
-const WORKER_HOOK = path.join(__dirname, '..', 'worker.js');
+const WORKER_HOOK = path.join(__dirname, '..', 'worker-hook.js');
 // NODE_OPTIONS quotes as a shell would: a path with spaces stays one word.
 const HOOK_OPTION = `--require "${WORKER_HOOK.replace(/["\\]/g, '\\$&')}"`;
 
