@@ -14,7 +14,7 @@ use crate::primary::reader::ReadSide;
 use crate::primary::{
   delivery_args, DeliveryArgs, Engine, Event, Sink, SpawnSpec, StdioSpec, WorkerStats,
 };
-use crate::sched::key::KeyRule;
+use crate::sched::listen::KeyRule;
 use crate::sched::Placement;
 
 /// A batch for JS, and the channel whose handed-over read it completes.

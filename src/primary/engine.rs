@@ -9,13 +9,14 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use tokio::sync::mpsc;
 
 use super::event::{Event, Sink, Spawned, WorkerStats};
+use super::reader::now_ms;
 use super::registry::{signal_worker, Lanes, PidFds};
 use super::spawn::SpawnSpec;
 use super::state::{Shared, State};
 use super::{protocol, tasks};
 use crate::error::Result;
 use crate::sched::Placement;
-use crate::supervise::watchdog::{self, now_ms, Beat, Verdict, Watched};
+use crate::supervise::watchdog::{self, Beat, Verdict, Watched};
 
 pub(crate) enum Command {
   Spawn(Box<SpawnSpec>, std_mpsc::SyncSender<Result<Spawned>>),

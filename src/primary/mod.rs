@@ -4,16 +4,13 @@
 //!
 //! The files, each using only those listed before it (the module-graph
 //! test checks this list): `spawn` (a process and its channel), `reader`
-//! (who reads a channel), `pressure` (JS's backlog), `event` (what JS is
-//! told), `batch` (the events of one read), `registry` (tables shared with
-//! the JS thread), `worker` (what the engine keeps of one worker), `state`
-//! (the engine's state), `dispatch` (handing out connections with
-//! `newconn`), `protocol` (Node's cluster protocol), `tasks` (one worker's
-//! reader, writer and reaper), `engine` (the command loop and the
-//! watchdog's view of it).
+//! (who reads a channel; heartbeats noted), `pressure` (JS's backlog), `event` (what JS is
+//! told, and the events of one read), `registry` (tables shared with the JS
+//! thread), `worker` (what the engine keeps of one worker), `state`
+//! (the engine's state), `protocol` (Node's cluster protocol, and handing
+//! out connections with `newconn`), `tasks` (one worker's reader, writer
+//! and reaper), `engine` (the command loop and the watchdog's view of it).
 
-mod batch;
-mod dispatch;
 mod engine;
 mod event;
 pub(crate) mod pressure;
@@ -33,8 +30,8 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::ipc::lane::{Lane, Outgoing};
 use crate::sched::Placement;
-pub(crate) use batch::js_events;
 use engine::Command;
+pub(crate) use event::js_events;
 pub(crate) use event::{delivery_args, DeliveryArgs, Event, Sink, Spawned, WorkerStats};
 use registry::{signal_worker, Lanes, PidFds};
 pub(crate) use spawn::{SpawnSpec, StdioSpec};

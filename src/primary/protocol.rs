@@ -1,6 +1,11 @@
 //! Node's cluster protocol as the primary answers it (lib/internal/cluster/primary.js):
-//! online, queryServer, listening, close, exitedAfterDisconnect, and the
-//! child_process NODE_HANDLE_ACK/NACK flow under them.
+//! queryServer, close, exitedAfterDisconnect, the child_process
+//! NODE_HANDLE_ACK/NACK flow under them, and handing out connections with
+//! `newconn`: the round-robin handle's (which the primary accepts) and those
+//! the stealer took off stuck SO_REUSEPORT queues; the primary's copy closes
+//! only after the worker said `accepted`. (online and listening are JS's:
+//! see `reader`.) Also the engine's side of [`Owner`], through which a
+//! listen handle's own tasks reach the engine.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -8,16 +13,15 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::batch::{push_length_prefixed, Batch};
-use super::dispatch::{self, EngineLink};
-use super::event::Event;
+use super::event::{push_length_prefixed, Batch, Event};
 use super::reader::{engine_only, js_answers, ReadSide};
 use super::state::{Shared, State};
 use crate::error::{Error, Result};
 use crate::ipc::json::{is_internal, Frame};
 use crate::sched::handle::{Added, Handle};
-use crate::sched::key::{backlog, handle_key};
 use crate::sched::listen::Target;
+use crate::sched::listen::{backlog, handle_key};
+use crate::sched::owner::Owner;
 use crate::sched::Spread;
 
 /// Handles everything one read produced; emits the resulting events as one
@@ -168,7 +172,7 @@ fn on_cluster(st: &mut State, state: &Shared, id: u32, msg: Value, events: &mut 
   if let Some(ack) = msg.get("ack").and_then(Value::as_u64) {
     // A reply to one of our requests: only newconn asks for one.
     let accepted = msg["accepted"].as_bool().unwrap_or(false);
-    dispatch::on_newconn_reply(st, id, ack, accepted);
+    on_newconn_reply(st, id, ack, accepted);
     return;
   }
   match msg["act"].as_str().unwrap_or_default() {
@@ -239,7 +243,7 @@ fn query_server(st: &mut State, state: &Shared, id: u32, msg: &Value) {
       .map(|a| (a, handle.data().clone()))
   };
   reply_query(st, id, &key, msg, added);
-  dispatch::pump(st, &key);
+  pump(st, &key);
 }
 
 /// The `queryServer` reply: the handle's data and its socket, or the errno.
@@ -297,7 +301,7 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   st.remove_from_handles(id, on_purpose);
   // Connections this worker never acked were never read: give them to another worker.
   for (key, conn) in orphans {
-    dispatch::requeue(&mut st, id, &key, conn);
+    requeue(&mut st, id, &key, conn);
   }
   if exited {
     st.workers.remove(&id);
@@ -328,4 +332,85 @@ pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option
     signal,
     gone,
   }]);
+}
+
+/// The engine, as a listen handle's tasks see it.
+#[derive(Clone)]
+pub(crate) struct EngineLink(Shared);
+
+impl EngineLink {
+  pub fn new(state: &Shared) -> Self {
+    EngineLink(state.clone())
+  }
+}
+
+impl Owner for EngineLink {
+  fn pump(&self, key: &str) {
+    pump(&mut self.0.borrow_mut(), key);
+  }
+
+  fn close(&self, key: &str) {
+    // Dropped outside the borrow: its tasks end, its sockets close.
+    let handle = self.0.borrow_mut().handles.remove(key);
+    drop(handle);
+  }
+}
+
+/// Hands queued connections to workers with room.
+pub(crate) fn pump(st: &mut State, key: &str) {
+  loop {
+    let Some(mut queue) = st.handles.get(key).and_then(Handle::handout) else {
+      return;
+    };
+    let Some((worker, conn)) = queue.next_assignment() else {
+      return;
+    };
+    drop(queue);
+    // A handle holds connected workers only (`on_channel_closed` takes a
+    // worker out of every handle as its channel closes).
+    let Some(w) = st.workers.get_mut(&worker) else {
+      return;
+    };
+    let mut msg = serde_json::Map::new();
+    msg.insert("act".into(), "newconn".into());
+    msg.insert("key".into(), key.into());
+    let seq = w.send_cluster(msg, Some((conn.clone(), "net.Native")));
+    w.newconns.insert(seq, (key.to_string(), conn));
+    w.dispatched += 1;
+  }
+}
+
+/// The worker answered a `newconn`. Accepted: the primary's copy closes.
+/// Refused: the connection goes to another worker (it was never read).
+pub(crate) fn on_newconn_reply(st: &mut State, id: u32, seq: u64, accepted: bool) {
+  let Some(w) = st.workers.get_mut(&id) else {
+    return;
+  };
+  let Some((key, conn)) = w.newconns.remove(&seq) else {
+    return;
+  };
+  if let Some(h) = st.handles.get_mut(&key) {
+    h.settled(id);
+  }
+  if !accepted {
+    requeue(st, id, &key, conn);
+  } else {
+    // Its window has room again: a sticky client queued for it goes now.
+    pump(st, &key);
+  }
+}
+
+/// Puts back a connection `from` did not take, if another worker can have it.
+pub(crate) fn requeue(st: &mut State, from: u32, key: &str, conn: Arc<OwnedFd>) {
+  let queued = match st.handles.get(key).and_then(Handle::handout) {
+    // A lone worker that refused would only refuse again (Node loops here).
+    Some(mut queue) if queue.has_other_than(from) => {
+      queue.push_front(conn);
+      true
+    }
+    _ => false,
+  };
+  if queued {
+    pump(st, key);
+  }
 }

@@ -9,7 +9,7 @@ use super::event::{Event, Sink};
 use super::registry::{Lanes, PidFds};
 use super::worker::Worker;
 use crate::sched::handle::Handle;
-use crate::sched::key::KeyRule;
+use crate::sched::listen::KeyRule;
 
 pub(crate) type Shared = Rc<RefCell<State>>;
 

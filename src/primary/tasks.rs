@@ -16,6 +16,7 @@ use tokio::task::spawn_local;
 
 use super::event::{Event, Spawned};
 use super::protocol;
+use super::reader::{note_heartbeats, Heard};
 use super::reader::{Forward, ReadSide, StreamDecoder};
 use super::spawn::{spawn, SpawnSpec};
 use super::state::Shared;
@@ -23,7 +24,7 @@ use super::worker::Worker;
 use crate::error::{Error, Result};
 use crate::ipc::channel::{watch, Channel};
 use crate::ipc::lane::{drain, Lane};
-use crate::supervise::watchdog::{note_heartbeats, Beat, Heard};
+use crate::supervise::watchdog::Beat;
 
 /// How long the exit of a dead worker waits for its channel to drain, so that
 /// messages it sent just before dying are delivered before `exit`.

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::reader::Heard;
 use super::reader::ReadSide;
 use crate::ipc::channel::Channel;
 use crate::ipc::lane::{Lane, Outgoing};
-use crate::supervise::watchdog::{Beat, Heard};
+use crate::supervise::watchdog::Beat;
 
 /// The primary's view of one worker.
 pub(crate) struct Worker {

@@ -2,11 +2,10 @@
 //! file per strategy as in Node's lib/internal/cluster: a shared listen
 //! socket, round-robin hand-off (its bookkeeping and its handle), or a
 //! SO_REUSEPORT socket per worker (the pool, its BPF steering, the stealer);
-//! the listen key; socket creation.
+//! the listen key and socket creation (`listen`).
 
 pub(crate) mod handle;
 mod handout;
-pub(crate) mod key;
 pub(crate) mod listen;
 pub(crate) mod owner;
 mod reuse_port;
@@ -26,7 +25,7 @@ pub struct Placement {
   /// `setupPrimary({ balance: 'least-connections' })`.
   pub least_connections: bool,
   /// How listens are keyed (by the primary's Node line).
-  pub key_rule: key::KeyRule,
+  pub key_rule: listen::KeyRule,
 }
 
 /// How a handle spreads connections over its workers, beside the policy.

@@ -3,53 +3,7 @@
 //! SIGABRT, and SIGKILL if it is still there after the grace period. The
 //! loop is here; the engine answers it through [`Watched`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
-
-use crate::ipc::json::Frame;
-
-/// Milliseconds on the engine's clock (monotonic, from the first use).
-pub fn now_ms() -> f64 {
-  static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-  EPOCH.elapsed().as_secs_f64() * 1000.0
-}
-
-/// When a worker was last heard from (its spawn, then each heartbeat), on
-/// [`now_ms`]'s clock. Written by whichever thread reads its channel.
-#[derive(Debug)]
-pub struct Heard(AtomicU64);
-
-impl Heard {
-  pub fn new() -> Self {
-    Heard(AtomicU64::new(now_ms().to_bits()))
-  }
-
-  pub fn touch(&self) {
-    self.0.store(now_ms().to_bits(), Ordering::Release);
-  }
-
-  pub fn ms(&self) -> f64 {
-    f64::from_bits(self.0.load(Ordering::Acquire))
-  }
-}
-
-/// Whether a message is the worker hook's heartbeat.
-pub fn is_heartbeat(msg: &Value) -> bool {
-  msg["cmd"] == "NODE_RCLUSTER" && msg["act"] == "heartbeat"
-}
-
-/// Notes a heartbeat among a read's frames.
-pub(crate) fn note_heartbeats(frames: &[Frame], heard: &Heard) {
-  if frames
-    .iter()
-    .any(|f| matches!(f, Frame::Internal(msg) if is_heartbeat(msg)))
-  {
-    heard.touch();
-  }
-}
+use std::time::Duration;
 
 /// What the watchdog does to one worker at a given moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
