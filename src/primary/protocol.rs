@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::event::{push_length_prefixed, Batch, Event};
 use super::reader::{engine_only, js_answers, ReadSide};
+use super::registry::has_exited;
 use super::state::{Shared, State};
 use crate::error::{Error, Result};
 use crate::ipc::json::{is_internal, Frame};
@@ -298,6 +299,12 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   let orphans: Vec<_> = w.newconns.drain().map(|(_, conn)| conn).collect();
   let exited = w.exited;
   let on_purpose = w.leaving;
+  // A worker that crashed: its process has ended too and its reaper is on
+  // its way, so 'disconnect' waits for 'exit' and both cross to JS at once.
+  let dying = !exited && has_exited(&st.pidfds, id);
+  if let Some(w) = st.workers.get_mut(&id) {
+    w.disconnect_with_exit = dying;
+  }
   st.remove_from_handles(id, on_purpose);
   // Connections this worker never acked were never read: give them to another worker.
   for (key, conn) in orphans {
@@ -307,15 +314,21 @@ pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
     st.workers.remove(&id);
   }
   st.heirs.retain(|&heir, &mut from| heir != id && from != id);
-  st.emit(vec![Event::Disconnect { id, gone: exited }]);
+  if !dying {
+    st.emit(vec![Event::Disconnect { id, gone: exited }]);
+  }
 }
 
 pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option<String>) {
   let mut st = state.borrow_mut();
   crate::sync::lock(&st.pidfds).remove(&id);
   let mut gone = true;
+  let mut events = Vec::new();
   if let Some(w) = st.workers.get_mut(&id) {
     w.exited = true;
+    if std::mem::take(&mut w.disconnect_with_exit) {
+      events.push(Event::Disconnect { id, gone: false });
+    }
     let leaving = w.leaving;
     gone = !w.connected;
     if gone {
@@ -326,12 +339,13 @@ pub(crate) fn on_exit(state: &Shared, id: u32, code: Option<i32>, signal: Option
     // may be forked), rather than once its channel's end is read.
     st.handles.retain(|_, h| !h.worker_exited(id, leaving));
   }
-  st.emit(vec![Event::Exit {
+  events.push(Event::Exit {
     id,
     code,
     signal,
     gone,
-  }]);
+  });
+  st.emit(events);
 }
 
 /// The engine, as a listen handle's tasks see it.

@@ -215,7 +215,7 @@ fn child_setup(moves: &[(i32, i32)], parent: i32) -> std::io::Result<()> {
   Ok(())
 }
 
-fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd> {
   // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
   let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
   if fd < 0 {

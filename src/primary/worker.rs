@@ -27,6 +27,9 @@ pub(crate) struct Worker {
   pub exited: bool,
   /// Set by `exitedAfterDisconnect` or `worker.disconnect()`: no new servers.
   pub leaving: bool,
+  /// Its channel closed as its process died: 'disconnect' goes to JS with
+  /// 'exit', in one delivery.
+  pub disconnect_with_exit: bool,
   /// Round-robin connections awaiting the worker's `accepted` reply, by seq.
   pub newconns: HashMap<u64, (String, Arc<OwnedFd>)>,
   /// Round-robin connections handed to it, ever.
@@ -53,6 +56,7 @@ impl Worker {
       connected: true,
       exited: false,
       leaving: false,
+      disconnect_with_exit: false,
       newconns: HashMap::new(),
       dispatched: 0,
       heard: Arc::new(Heard::new()),
