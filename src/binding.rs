@@ -47,7 +47,7 @@ impl Sink for JsSink {
 }
 
 /// Starts the engine once, with the frozen scheduling policy; lib/primary.js's
-/// `onDelivery` receives what workers sent and what became of them (see
+/// `onDelivery` (lib/primary.js) receives what workers sent and what became of them (see
 /// `DeliveryArgs`). Later calls are no-ops.
 #[napi]
 pub fn start(
