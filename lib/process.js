@@ -429,7 +429,8 @@ function wrapHandle(child, { type, dgramType, key }, fd, emit) {
 
 // ---------------------------------------------------------------- spawning
 
-const STDIO_WORDS = new Set(['pipe', 'overlapped', 'ignore', 'inherit', 'ipc']);
+// child_process's words for a stdio entry, as the engine lists them (StdioWord).
+const STDIO_WORDS = new Set(Object.values(native.StdioWord));
 
 // As child_process.fork: a word becomes [w, w, w, 'ipc']; an array must hold
 // 'ipc'. Each entry: one of STDIO_WORDS, or a descriptor (a number).
