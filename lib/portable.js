@@ -91,8 +91,12 @@ cluster.setupMaster = cluster.setupPrimary;
 const nodeFork = cluster.fork;
 cluster.fork = function fork(env) {
   // The hook's environment depends on the settings (heartbeats): know them
-  // before Node's fork applies them.
-  if (!configured) cluster.setupPrimary();
+  // before Node's fork applies them (its setupPrimary() call then finds
+  // supervision configured; one 'setup' per fork, as Node).
+  if (!configured) {
+    supervisor.configure({ ...cluster.settings });
+    configured = true;
+  }
   const worker = Reflect.apply(nodeFork, cluster, [{ ...env, ...supervisor.spawnEnv({ ...process.env, ...env }) }]);
   live.set(worker.id, worker);
   supervisor.onFork(worker, env);
