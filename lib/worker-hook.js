@@ -88,13 +88,29 @@ function drain() {
 // drains first (servers closed, requests finished: the channel
 // disconnects), then exits 0. The signal without a disconnect (a `kill` by
 // hand) gets its default action after a second.
+//
+// The primary sends the signal right after the disconnect, and Node's worker
+// leaves as soon as it has handled the disconnect (servers closed, channel
+// gone, nothing left in its loop): the signal, already delivered, would
+// then find no loop iteration left to run the app's handler in. So once the
+// primary's disconnect arrives the hook holds the loop open until the
+// signal has been handled (at most KILL_SIGNAL_HOLD_MS).
 const KILL_SIGNAL_WAIT_MS = 1000;
+const KILL_SIGNAL_HOLD_MS = 500;
 function installKillSignal() {
   const sig = process.env.RCLUSTER_WORKER_KILL_SIGNAL;
   if (!cluster.isWorker || !sig || process[kKillSignal]) return;
   process[kKillSignal] = true;
   let leaving = false;
+  let hold = null;
+  process.on('internalMessage', (msg) => {
+    if (hold === null && msg && msg.cmd === 'NODE_CLUSTER' && msg.act === 'disconnect') {
+      hold = setTimeout(() => {}, KILL_SIGNAL_HOLD_MS);
+    }
+  });
   const onSignal = () => {
+    // After the app's own listeners (added later, called later): let go.
+    if (hold !== null) setImmediate(() => clearTimeout(hold));
     if (process.listenerCount(sig) > 1 || leaving) return; // the app's own handler decides
     leaving = true;
     if (!process.connected) process.exit(0);

@@ -37,14 +37,33 @@ function installShutdown(cluster, live, restart) {
   const signalHandlers = new Map();
   let killSignal = null;
 
-  // One worker leaves: the kill signal if set, then disconnect (it closes
-  // its servers, finishes its requests, drains keep-alive connections). The
-  // signal goes first: Node's worker exits as soon as it has handled the
-  // primary's disconnect, so a signal sent after it may find no process
-  // to run the app's handler in (seen with SIGTTOU: the handler never ran).
+  // One worker leaves: disconnect (it closes its servers, finishes its
+  // requests, drains keep-alive connections), and the kill signal if set
+  // (the worker hook holds the worker's loop open until the signal has
+  // reached the app's handler: lib/worker-hook.js). In this order the
+  // disconnect is written while the worker is surely alive.
   function stopWorker(w) {
+    if (w.isConnected()) {
+      quietWhileLeaving(w);
+      w.disconnect();
+    }
     if (killSignal && !w.isDead()) w.process.kill(killSignal);
-    if (w.isConnected()) w.disconnect();
+  }
+
+  // A worker that dies just as it is stopped (a boot failure stops the
+  // others while they fail too) has no channel left for the disconnect:
+  // node:cluster (the portable engine) then emits EPIPE or
+  // ERR_IPC_CHANNEL_CLOSED as the worker's 'error', which would take the
+  // primary down when nobody listens. Those are dropped until it exits;
+  // any other error goes on as it would have.
+  function quietWhileLeaving(w) {
+    const closedChannel = (err) => err && ['EPIPE', 'ECONNRESET', 'ERR_IPC_CHANNEL_CLOSED'].includes(err.code);
+    const onError = (err) => {
+      if (closedChannel(err)) return;
+      if (w.listenerCount('error') === 1) throw err; // nobody else listens: as unhandled
+    };
+    w.on('error', onError);
+    w.process.once('exit', () => w.off('error', onError));
   }
 
   cluster.shutdown = function shutdown(options = {}) {
