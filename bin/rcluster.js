@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 
-const { EXIT, DEFAULTS, PARSE, MAX_INSTANCES } = require('../lib/supervise/run');
+const { EXIT, PARSE, MAX_INSTANCES } = require('../lib/supervise/run');
 
 const HELP = `Usage: rcluster [options] <app.js|app.mjs|app.ts|directory> [-- app arguments]
 
@@ -71,14 +71,16 @@ is off, 64 bad usage or configuration, 66 no such app file.
 
 class UsageError extends Error {}
 
-// A setting's reader, its errors as usage errors.
-const usage = (parse) => (value, where) => {
+// Checks a setting's value with the reader cluster.run() will use, so that
+// its error names where the value came from (a flag, a variable, the file).
+function check(name, value, where) {
   try {
-    return parse(value, where);
+    PARSE[name](value, where);
   } catch (err) {
     throw new UsageError(err.message);
   }
-};
+  return value;
+}
 
 const OPTIONS = {
   instances: { type: 'string', short: 'i' },
@@ -101,8 +103,8 @@ const OPTIONS = {
   version: { type: 'boolean', short: 'v' },
 };
 
-// Each setting: its flag and its environment variable (lib/supervise/run.js
-// reads the values).
+// Each setting: its flag and its environment variable (cluster.run() reads
+// the values, as given).
 const SETTINGS = {
   instances: { flag: '--instances', env: 'RCLUSTER_INSTANCES' },
   metrics: { flag: '--metrics', env: 'RCLUSTER_METRICS' },
@@ -180,7 +182,7 @@ async function loadConfig(file) {
   return { from: null, config: {} };
 }
 
-/** Flags, environment and configuration file merged (flags win); throws UsageError. */
+/** cluster.run()'s options from flags, environment and configuration file (flags win); throws UsageError. */
 async function resolve(argv, env) {
   const split = argv.indexOf('--');
   const own = split < 0 ? argv : argv.slice(0, split);
@@ -201,14 +203,13 @@ async function resolve(argv, env) {
   for (const key of Object.keys(config)) {
     if (!known.has(key)) throw new UsageError(`${from}: unknown setting ${JSON.stringify(key)}`);
   }
-  const settings = { ...DEFAULTS };
+  const settings = {};
   for (const [name, { flag, env: envName }] of Object.entries(SETTINGS)) {
-    const parse = usage(PARSE[name]);
-    if (config[name] !== undefined) settings[name] = parse(config[name], `${from}: ${name}`);
-    if (env[envName] !== undefined && env[envName] !== '') settings[name] = parse(env[envName], envName);
+    if (config[name] !== undefined) settings[name] = check(name, config[name], `${from}: ${name}`);
+    if (env[envName] !== undefined && env[envName] !== '') settings[name] = check(name, env[envName], envName);
     const flagName = flag.slice(2);
     if (values[flagName] !== undefined) {
-      settings[name] = name === 'restart' ? !values[flagName] : parse(values[flagName], flag);
+      settings[name] = name === 'restart' ? !values[flagName] : check(name, values[flagName], flag);
     }
   }
   if (positionals.length > 1) {

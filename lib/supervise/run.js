@@ -95,12 +95,9 @@ function signal(v, where) {
   throw bad(where, v, 'a signal name such as SIGTERM or SIGINT');
 }
 
-// 'HOST:PORT' (':PORT' alone: every interface), or { host, port } as read.
+// 'HOST:PORT' (':PORT' alone: every interface).
 function hostPort(v, where) {
   if (v === null) return null;
-  if (typeof v === 'object' && typeof v.host === 'string' && Number.isInteger(v.port) && v.port >= 0 && v.port <= 65535) {
-    return { host: v.host, port: v.port };
-  }
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(String(v));
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw bad(where, v, 'HOST:PORT (e.g. 0.0.0.0:9100)');
@@ -338,4 +335,4 @@ function serveProbes(cluster, settings, log) {
   return servers;
 }
 
-module.exports = { installRun, EXIT, DEFAULTS, PARSE, MAX_INSTANCES };
+module.exports = { installRun, EXIT, PARSE, MAX_INSTANCES };
