@@ -65,9 +65,12 @@ function installDrain() {
 }
 
 let draining = false;
+// Set by installKillSignal: what the primary's disconnect also starts.
+let awaitKillSignal = null;
 function drain() {
   if (draining) return;
   draining = true;
+  if (awaitKillSignal) awaitKillSignal();
   require('node:diagnostics_channel').subscribe('http.server.request.start', ({ response }) => {
     response.shouldKeepAlive = false;
   });
@@ -103,11 +106,10 @@ function installKillSignal() {
   process[kKillSignal] = true;
   let leaving = false;
   let hold = null;
-  process.on('internalMessage', (msg) => {
-    if (hold === null && msg && msg.cmd === 'NODE_CLUSTER' && msg.act === 'disconnect') {
-      hold = setTimeout(() => {}, KILL_SIGNAL_HOLD_MS);
-    }
-  });
+  // drain() calls this once, as the primary's disconnect arrives.
+  awaitKillSignal = () => {
+    hold = setTimeout(() => {}, KILL_SIGNAL_HOLD_MS);
+  };
   const onSignal = () => {
     // After the app's own listeners (added later, called later): let go.
     if (hold !== null) setImmediate(() => clearTimeout(hold));

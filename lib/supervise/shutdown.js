@@ -56,7 +56,10 @@ function installShutdown(cluster, live, restart) {
   // ERR_IPC_CHANNEL_CLOSED as the worker's 'error', which would take the
   // primary down when nobody listens. Those are dropped until it exits;
   // any other error goes on as it would have.
+  const kQuiet = Symbol('rcluster.quietWhileLeaving');
   function quietWhileLeaving(w) {
+    if (w[kQuiet]) return; // once: the count of 'error' listeners below relies on it
+    w[kQuiet] = true;
     const closedChannel = (err) => err && ['EPIPE', 'ECONNRESET', 'ERR_IPC_CHANNEL_CLOSED'].includes(err.code);
     const onError = (err) => {
       if (closedChannel(err)) return;
