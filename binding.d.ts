@@ -129,8 +129,8 @@ export interface SpawnResult {
 }
 
 /**
- * Starts the engine once, with the frozen scheduling policy; lib/primary.js's
- * `onDelivery` receives what workers sent and what became of them (see
+ * Starts the engine once, with the frozen scheduling policy; `onDelivery`
+ * (lib/primary.js) receives what workers sent and what became of them (see
  * `DeliveryArgs`). Later calls are no-ops.
  */
 export declare function start(onDelivery: (arg: DeliveryArgs) => void, policy: number, sticky: boolean, leastConnections: boolean): void

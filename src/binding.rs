@@ -46,8 +46,8 @@ impl Sink for JsSink {
   }
 }
 
-/// Starts the engine once, with the frozen scheduling policy; lib/primary.js's
-/// `onDelivery` (lib/primary.js) receives what workers sent and what became of them (see
+/// Starts the engine once, with the frozen scheduling policy; `onDelivery`
+/// (lib/primary.js) receives what workers sent and what became of them (see
 /// `DeliveryArgs`). Later calls are no-ops.
 #[napi]
 pub fn start(

@@ -286,25 +286,21 @@ pub(crate) fn disconnect(state: &Shared, id: u32) {
 
 pub(crate) fn on_channel_closed(state: &Shared, id: u32) {
   let mut st = state.borrow_mut();
+  // A worker that crashed: its process has ended too and its reaper is on
+  // its way, so 'disconnect' waits for 'exit' and both cross to JS at once.
+  let process_ended = has_exited(&st.pidfds, id);
+  crate::sync::lock(&st.lanes).remove(&id);
   let Some(w) = st.workers.get_mut(&id) else {
     return;
   };
   w.connected = false;
   w.lane.close();
-  crate::sync::lock(&st.lanes).remove(&id);
-  let Some(w) = st.workers.get_mut(&id) else {
-    return;
-  };
   w.closed.notify_one();
   let orphans: Vec<_> = w.newconns.drain().map(|(_, conn)| conn).collect();
   let exited = w.exited;
   let on_purpose = w.leaving;
-  // A worker that crashed: its process has ended too and its reaper is on
-  // its way, so 'disconnect' waits for 'exit' and both cross to JS at once.
-  let dying = !exited && has_exited(&st.pidfds, id);
-  if let Some(w) = st.workers.get_mut(&id) {
-    w.disconnect_with_exit = dying;
-  }
+  let dying = !exited && process_ended;
+  w.disconnect_with_exit = dying;
   st.remove_from_handles(id, on_purpose);
   // Connections this worker never acked were never read: give them to another worker.
   for (key, conn) in orphans {
