@@ -319,7 +319,7 @@ pub fn send_bytes(id: u32, message: Buffer, now: bool) -> Result<bool> {
 pub fn send_handle(id: u32, envelope: Buffer, fd: i32, now: bool) -> Result<bool> {
   // SAFETY: `fd` is a live descriptor of a JS handle, borrowed only for the dup.
   let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-  let dup = crate::ipc::fdpass::dup_cloexec(borrowed, 3)
+  let dup = crate::ipc::channel::dup_cloexec(borrowed, 3)
     .map_err(|e| js_error(EngineError::sys(e, "dup", "handle")))?;
   Ok(
     engine()?

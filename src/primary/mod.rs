@@ -28,7 +28,7 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::ipc::lane::{Lane, Outgoing};
+use crate::ipc::channel::{Lane, Outgoing};
 use crate::sched::Placement;
 use engine::Command;
 pub(crate) use event::js_events;

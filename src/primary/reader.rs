@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use crate::ipc::fdpass;
+use crate::ipc::channel::recv_with_fds;
 use crate::ipc::json::Frame;
 
 /// Milliseconds on the engine's clock (monotonic, from the first use).
@@ -273,7 +273,7 @@ impl ReadSide {
     }
     let mut fds = Vec::new();
     let n = loop {
-      match fdpass::recv(self.fd.as_fd(), buf, &mut fds) {
+      match recv_with_fds(self.fd.as_fd(), buf, &mut fds) {
         Ok(0) => return self.end(inner, None),
         Ok(n) => break n,
         Err(Errno::EINTR) => continue,

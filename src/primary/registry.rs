@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::spawn;
 use crate::error::{Error, Result};
-use crate::ipc::lane::Lane;
+use crate::ipc::channel::Lane;
 
 /// pidfds of live workers, shared with the JS thread so `kill()` is immediate
 /// and can never reach a recycled pid.

@@ -168,7 +168,7 @@ fn dup_at_least(fd: i32, floor: i32) -> Result<OwnedFd> {
   // SAFETY: only borrowed for the duration of the fcntl call; a closed
   // number fails with EBADF.
   let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-  crate::ipc::fdpass::dup_cloexec(borrowed, floor)
+  crate::ipc::channel::dup_cloexec(borrowed, floor)
     .map_err(|e| Error::sys(e, "dup", format!("stdio fd {fd}")))
 }
 

@@ -22,8 +22,8 @@ use super::spawn::{spawn, SpawnSpec};
 use super::state::Shared;
 use super::worker::Worker;
 use crate::error::{Error, Result};
+use crate::ipc::channel::{drain, Lane};
 use crate::ipc::channel::{watch, Channel};
-use crate::ipc::lane::{drain, Lane};
 use crate::supervise::watchdog::Beat;
 
 /// How long the exit of a dead worker waits for its channel to drain, so that

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::reader::Heard;
 use super::reader::ReadSide;
 use crate::ipc::channel::Channel;
-use crate::ipc::lane::{Lane, Outgoing};
+use crate::ipc::channel::{Lane, Outgoing};
 use crate::supervise::watchdog::Beat;
 
 /// The primary's view of one worker.

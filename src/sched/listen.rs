@@ -243,7 +243,8 @@ fn dup_stream_socket(fd: i32) -> Result<OwnedFd> {
   if kind != SockType::Stream {
     return Err(einval());
   }
-  crate::ipc::fdpass::dup_cloexec(borrowed, 3).map_err(|e| Error::sys(e, "dup", format!("fd {fd}")))
+  crate::ipc::channel::dup_cloexec(borrowed, 3)
+    .map_err(|e| Error::sys(e, "dup", format!("fd {fd}")))
 }
 
 /// Node's `path.relative(process.cwd(), address)`, kept only when shorter.
