@@ -16,9 +16,9 @@ use super::handout::Handout;
 use super::listen::{self, Target};
 use super::owner::Owner;
 use super::reuse_port::ReusePortPool;
+use super::reuse_port::{Group, Stealer, Watcher};
 use super::round_robin_handle::RrHandle;
 use super::shared::SharedHandle;
-use super::steal::{Group, Stealer, Watcher};
 use super::{Spread, SCHED_NONE, SCHED_REUSEPORT};
 use crate::error::Result;
 

@@ -1,7 +1,8 @@
 //! Listen handles for `queryServer`, behind one interface (`handle`), one
 //! file per strategy as in Node's lib/internal/cluster: a shared listen
 //! socket, round-robin hand-off (its bookkeeping and its handle), or a
-//! SO_REUSEPORT socket per worker (the pool, its BPF steering, the stealer);
+//! SO_REUSEPORT socket per worker (`reuse_port`: the pool, its BPF steering,
+//! the stealer);
 //! the listen key and socket creation (`listen`).
 
 pub(crate) mod handle;
@@ -11,8 +12,6 @@ pub(crate) mod owner;
 mod reuse_port;
 mod round_robin_handle;
 mod shared;
-mod steal;
-mod steer;
 pub(crate) mod sticky;
 
 /// How listen sockets are placed, frozen when the engine starts.

@@ -8,7 +8,29 @@
 //! buckets to the healthy homes until it can again ([`Buckets::place`],
 //! for the BPF table and the round-robin hand-out alike).
 
-pub use super::steer::{bucket, BUCKETS};
+/// Buckets of the client-address hash for sticky placement: each bucket is
+/// one socket's, so a client address always reaches the same socket.
+pub const BUCKETS: usize = 64;
+
+/// The bucket (0..BUCKETS) of a client address: its IPv4 address, or the
+/// four 32-bit words of its IPv6 address xor-folded, times 2^32/phi, top 6
+/// bits. The BPF program computes the same on the SYN. An IPv4-mapped
+/// address (`::ffff:a.b.c.d`, how a dual-stack socket reports an IPv4
+/// client) is its IPv4 address: the SYN the program sees is IPv4.
+pub fn bucket(addr: std::net::IpAddr) -> usize {
+  let word = match addr.to_canonical() {
+    std::net::IpAddr::V4(a) => u32::from(a),
+    std::net::IpAddr::V6(a) => {
+      let o = a.octets();
+      let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+      w(0) ^ w(4) ^ w(8) ^ w(12)
+    }
+  };
+  (word.wrapping_mul(HASH_MUL) >> 26) as usize
+}
+
+/// 2^32 / the golden ratio: Fibonacci hashing spreads nearby addresses.
+pub(crate) const HASH_MUL: u32 = 0x9E37_79B1;
 
 /// Which home each bucket belongs to.
 #[derive(Debug, Clone, PartialEq)]
