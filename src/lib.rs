@@ -5,7 +5,6 @@
 pub mod binding;
 mod error;
 mod ipc;
-mod jsread;
 mod primary;
 mod sched;
 mod supervise;

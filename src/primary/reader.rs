@@ -1,8 +1,8 @@
 //! Which thread reads a worker's channel: one reader at a time, this one.
 //!
-//! Under SCHED_RR the engine reads every channel itself (`worker::read_loop`):
+//! Under SCHED_RR the engine reads every channel itself (`engine::read_loop`):
 //! the newconn replies are on round-robin's hot path. Under the other policies the
-//! JS thread reads through a [`ReadSide`] (jsread polls it in Node's own
+//! JS thread reads through a [`ReadSide`] (the binding polls it in Node's own
 //! loop), as Node's primary does, so a worker's message reaches JS after one
 //! thread wake-up, not two. What JS handles itself (user messages, `online`,
 //! `listening`, the worker hook's messages but its connection counts,

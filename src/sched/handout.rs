@@ -7,8 +7,8 @@
 //! window of un-acked connections and the least-loaded worker with room gets
 //! the next one (ties rotate), so a worker whose event loop is stuck stops
 //! receiving connections while the others take them. This file is the pure
-//! bookkeeping; accepting is `round_robin_handle` and `steal`, sending
-//! `primary::dispatch`.
+//! bookkeeping; accepting is `round_robin_handle` and `reuse_port`'s stealer, sending
+//! `primary::protocol`.
 
 use std::collections::{HashMap, VecDeque};
 
