@@ -39,3 +39,28 @@ test('cluster.shutdown() kills what is still there at the deadline and says so',
     app.kill();
   }
 });
+
+test('a worker that crashes while a shutdown drains is not replaced; restart is on again once the shutdown is over', async () => {
+  const settings = { restart: { minUptime: 0, backoff: { initial: 0 } } };
+  const app = startFixture('supervised.js', {
+    env: { SCENARIO: 'serve', WORKERS: '2', DRAIN_DELAY: '800', FORK_AFTER_SHUTDOWN: '1', SETTINGS: JSON.stringify(settings) },
+  });
+  try {
+    await app.next((e) => e.ready);
+    const pids = Object.fromEntries(app.events.filter((e) => e.ev === 'listening').map((e) => [e.id, e.pid]));
+    process.kill(app.child.pid, 'SIGUSR1');
+    await app.next((e) => e.shuttingDown);
+    process.kill(pids[1], 'SIGKILL'); // during the drain: nobody stopped it
+    expect(await app.next((e) => e.ev === 'exit' && e.id === 1)).toMatchObject({ signal: 'SIGKILL', eAD: false });
+    await app.next((e) => e.shutdown, 5000);
+    // The worker forked after the shutdown crashes, and is replaced.
+    const after = await app.next((e) => e.ev === 'listening' && e.id === 3);
+    process.kill(after.pid, 'SIGKILL');
+    const restart = await app.next((e) => e.ev === 'restart', 5000);
+    expect(restart).toMatchObject({ old: 3, id: 4 });
+    // Nothing replaced worker 1: the restart of worker 3 is the only one.
+    expect(app.events.filter((e) => e.ev === 'restart')).toHaveLength(1);
+  } finally {
+    app.kill();
+  }
+});

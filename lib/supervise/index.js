@@ -34,7 +34,7 @@ function install(cluster, engine) {
   const shutdown = installShutdown(cluster, engine.live, restart);
   installReload(cluster, engine.forkReplacing, {
     stopWorker: shutdown.stopWorker,
-    crashed: (w) => restart.onExit(w, w.process.exitCode, w.process.signalCode, shutdown.stopping()),
+    crashed: (w) => restart.onExit(w, w.process.exitCode, w.process.signalCode),
   });
   const appMetrics = createAppMetrics(cluster);
   installMetrics(cluster, engine, restart, appMetrics);
@@ -52,9 +52,7 @@ function install(cluster, engine) {
       restart.onFork(worker, env);
       hook.onFork(worker);
     },
-    onExit(worker, code, signal) {
-      restart.onExit(worker, code, signal, shutdown.stopping());
-    },
+    onExit: restart.onExit,
     onMessage(worker, message) {
       if (message.act === 'appMetrics') appMetrics.onReply(worker, message);
       else hook.onMessage(worker, message);

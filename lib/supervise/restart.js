@@ -44,6 +44,7 @@ function crashTracker(options) {
 
 function createRestart(cluster) {
   let tracker = null; // null: restart is off
+  let paused = false; // a shutdown under way: no replacements
   let total = 0;
   const timers = new Set();
 
@@ -63,8 +64,8 @@ function createRestart(cluster) {
   // After Node's 'exit' events: replace a crashed worker when restart is on.
   // Not a reload's replacement that never became ready (the reload fails
   // instead), nor a worker whose replacement is already on its way.
-  function onExit(worker, code, signal, stopping) {
-    if (!tracker || worker.exitedAfterDisconnect || stopping) return;
+  function onExit(worker, code, signal) {
+    if (!tracker || worker.exitedAfterDisconnect || paused) return;
     if (worker[kCandidate] || worker[kSuccessor]) return;
     const now = Date.now();
     const d = tracker.onCrash(now, now - worker[kForkedAt], worker[kStreak]);
@@ -84,13 +85,18 @@ function createRestart(cluster) {
     timers.add(timer);
   }
 
-  // A shutdown: no replacement forked after this.
-  function cancel() {
+  // A shutdown: no replacement forked until it is over (`resume()`).
+  function pause() {
+    paused = true;
     for (const t of timers) clearTimeout(t);
     timers.clear();
   }
 
-  return { configure, onFork, onExit, cancel, total: () => total };
+  function resume() {
+    paused = false;
+  }
+
+  return { configure, onFork, onExit, pause, resume, total: () => total };
 }
 
 module.exports = { createRestart, crashTracker, DEFAULT_POLICY };

@@ -77,7 +77,7 @@ function installShutdown(cluster, live, restart) {
     validateNumber(drainDelay, 'options.drainDelay');
     if (shuttingDown) return shuttingDown;
     draining = true;
-    restart.cancel();
+    restart.pause();
     const leave = () => Promise.all([...live.values()].map((w) => {
       const done = exitWithin(w, timeout);
       stopWorker(w);
@@ -89,6 +89,7 @@ function installShutdown(cluster, live, restart) {
     shuttingDown = left.then((results) => {
       shuttingDown = null;
       draining = false;
+      restart.resume();
       return results;
     });
     return shuttingDown;
@@ -114,7 +115,7 @@ function installShutdown(cluster, live, restart) {
     }
   }
 
-  return { configure, stopWorker, stopping: () => shuttingDown !== null };
+  return { configure, stopWorker };
 }
 
 module.exports = { installShutdown, exitWithin };
