@@ -28,10 +28,11 @@ const ROOT = path.resolve(process.env.CHECKOUT || path.join(__dirname, '..'));
 const ROUNDS = Number(process.env.ROUNDS || 3);
 const FLOWS = (process.env.FLOWS || 'listen,crash,message').split(',');
 
+const rustHost = () => /host: (\S+)/.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))[1];
+
 function llvmTool(name) {
   const sysroot = execFileSync('rustc', ['--print', 'sysroot'], { encoding: 'utf8' }).trim();
-  const host = /host: (\S+)/.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))[1];
-  const tool = path.join(sysroot, 'lib', 'rustlib', host, 'bin', name);
+  const tool = path.join(sysroot, 'lib', 'rustlib', rustHost(), 'bin', name);
   if (!fs.existsSync(tool)) execFileSync('rustup', ['component', 'add', 'llvm-tools'], { stdio: 'inherit' });
   return tool;
 }
@@ -39,7 +40,10 @@ function llvmTool(name) {
 // The engine built with coverage counters, in a copy of the package.
 function buildPackage() {
   const targetDir = path.join(ROOT, 'target', 'flows');
-  execFileSync('cargo', ['build', '--lib', '--target-dir', targetDir], {
+  // With --target, RUSTFLAGS leave build scripts and proc macros alone (no
+  // profiles of the build itself).
+  const host = rustHost();
+  execFileSync('cargo', ['build', '--lib', '--target', host, '--target-dir', targetDir], {
     cwd: ROOT,
     stdio: 'inherit',
     env: { ...process.env, RUSTFLAGS: '-C instrument-coverage' },
@@ -47,7 +51,7 @@ function buildPackage() {
   const pkg = fs.mkdtempSync(path.join(os.tmpdir(), 'rcluster-flows-'));
   fs.cpSync(path.join(ROOT, 'lib'), path.join(pkg, 'lib'), { recursive: true });
   for (const f of ['index.js', 'package.json']) fs.copyFileSync(path.join(ROOT, f), path.join(pkg, f));
-  const lib = path.join(targetDir, 'debug', 'librcluster.so');
+  const lib = path.join(targetDir, host, 'debug', 'librcluster.so');
   fs.copyFileSync(lib, path.join(pkg, `rcluster.${platformTriple()}.node`));
   return { pkg, lib };
 }
