@@ -111,6 +111,15 @@ cluster.fork = function fork(env) {
     live.delete(worker.id);
     supervisor.onExit(worker, code, signal);
   });
+  // child_process holds a channel's disconnect back until the handles sent
+  // on it are acknowledged: a worker killed with a connection on its way to
+  // it (SCHED_RR's newconn) never gets 'disconnect', and node:cluster keeps
+  // it in cluster.workers for good. 'close' says the process, its stdio and
+  // its channel are all gone; a worker still listed after anything already
+  // under way has run gets the 'disconnect' Node's own would have emitted.
+  worker.process.once('close', () => setImmediate(() => {
+    if (cluster.workers[worker.id] === worker) worker.process.emit('disconnect');
+  }));
   return worker;
 };
 
