@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::handout::Handout;
 use super::listen::{self, Target};
 use super::owner::Owner;
 use super::reuse_port::ReusePortPool;
 use super::reuse_port::{Group, Stealer, Watcher};
+use super::round_robin_handle::Handout;
 use super::round_robin_handle::RrHandle;
 use super::shared::SharedHandle;
 use super::{Spread, SCHED_NONE, SCHED_REUSEPORT};

@@ -1,12 +1,11 @@
 //! Listen handles for `queryServer`, behind one interface (`handle`), one
 //! file per strategy as in Node's lib/internal/cluster: a shared listen
-//! socket, round-robin hand-off (its bookkeeping and its handle), or a
+//! socket, round-robin (its handle and its hand-out of connections), or a
 //! SO_REUSEPORT socket per worker (`reuse_port`: the pool, its BPF steering,
 //! the stealer);
 //! the listen key and socket creation (`listen`).
 
 pub(crate) mod handle;
-mod handout;
 pub(crate) mod listen;
 pub(crate) mod owner;
 mod reuse_port;

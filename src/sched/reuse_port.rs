@@ -42,9 +42,9 @@ use nix::libc::{
 use nix::sys::socket::{accept4, SockFlag};
 use tokio::task::{spawn_local, JoinHandle};
 
-use super::handout::Handout;
 use super::listen::Target;
 use super::owner::Owner;
+use super::round_robin_handle::Handout;
 use super::sticky::{Buckets, BUCKETS, HASH_MUL};
 use super::Spread;
 
