@@ -22,11 +22,8 @@ use napi_derive::napi;
 
 use crate::error::{Error as EngineError, NativeError};
 use crate::primary::js_events;
-use crate::primary::reader::{ReadSide, Step};
-use crate::primary::Pressure;
-use crate::primary::{
-  delivery_args, DeliveryArgs, Engine, Event, Sink, SpawnSpec, StdioSpec, WorkerStats,
-};
+use crate::primary::reader::{Pressure, ReadSide, Step};
+use crate::primary::{Engine, Event, Sink, SpawnSpec, StdioSpec, WorkerStats};
 use crate::sched::listen::KeyRule;
 use crate::sched::Placement;
 
@@ -56,6 +53,21 @@ impl Sink for JsSink {
 
   fn pressure(&self) -> Option<Arc<Pressure>> {
     Some(self.1.clone())
+  }
+}
+
+/// What `onDelivery(id, jsonArray, events)` is called with: one worker's
+/// read of plain JSON messages as `(id, jsonArray)` (the common case,
+/// without building event objects), anything else as `(0, undefined, events)`.
+type DeliveryArgs = (u32, Option<String>, Option<Vec<Event>>);
+
+fn delivery_args(mut events: Vec<Event>) -> DeliveryArgs {
+  match events.pop() {
+    Some(Event::Messages { id, data }) if events.is_empty() => (id, Some(data), None),
+    last => {
+      events.extend(last);
+      (0, None, Some(events))
+    }
   }
 }
 

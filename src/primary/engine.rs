@@ -283,7 +283,7 @@ impl Watched for EngineWatch {
     if st
       .sink
       .pressure()
-      .is_some_and(|p| p.in_flight() >= super::event::HIGH_WATER)
+      .is_some_and(|p| p.in_flight() >= super::reader::HIGH_WATER)
     {
       return false;
     }

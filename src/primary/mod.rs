@@ -5,8 +5,8 @@
 //! The files, each using only those listed before it (the module-graph
 //! test checks this list): `process` (a worker's process: spawn, pidfd, the
 //! tables shared with the JS thread), `reader` (who reads a channel;
-//! heartbeats noted), `event` (what JS is told, the events of one read,
-//! JS's backlog), `protocol` (the engine's state, its
+//! heartbeats noted; JS's backlog), `event` (what JS is told, the events of
+//! one read), `protocol` (the engine's state, its
 //! workers, Node's cluster protocol and handing out connections with
 //! `newconn`), `engine` (the handle JS holds, the command loop, each
 //! worker's reader, writer and reaper).
@@ -19,5 +19,6 @@ pub(crate) mod reader;
 
 pub use engine::Engine;
 pub(crate) use event::js_events;
-pub(crate) use event::{delivery_args, DeliveryArgs, Event, Pressure, Sink, WorkerStats};
+pub(crate) use event::{Event, Sink, WorkerStats};
+
 pub(crate) use process::{SpawnSpec, StdioSpec};

@@ -15,18 +15,21 @@
 //! the same [`ReadSide`] (under its lock) when JS has not read it for a
 //! while, since a primary whose JS is busy must not get healthy workers
 //! killed. Heartbeats are noted here, by whichever thread reads them.
+//!
+//! And when readers pause: JS's backlog ([`Pressure`]) counts the event
+//! batches handed to JS and not yet delivered; past the high-water mark the
+//! readers stop reading, so a worker that floods its channel fills its own
+//! socket buffer and queue, not the primary's memory.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use serde_json::Value;
-use tokio::sync::mpsc;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
-use std::time::Instant;
+use tokio::sync::{mpsc, Notify};
 
 use crate::ipc::channel::recv_with_fds;
 use crate::ipc::json::Frame;
@@ -312,6 +315,49 @@ impl ReadSide {
   }
 }
 
+// JS's backlog: batches handed to JS and not yet delivered; past the
+// high-water mark the readers stop reading.
+
+/// Undelivered batches (each at most one 64 KiB read) before readers pause.
+pub const HIGH_WATER: usize = 256;
+
+#[derive(Default)]
+pub struct Pressure {
+  in_flight: AtomicUsize,
+  drained: Notify,
+}
+
+impl Pressure {
+  /// A batch was handed to JS.
+  pub fn sent(&self) {
+    self.in_flight.fetch_add(1, Ordering::AcqRel);
+  }
+
+  /// JS took a batch (called on the JS thread).
+  pub fn delivered(&self) {
+    let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    if before == HIGH_WATER {
+      self.drained.notify_waiters();
+    }
+  }
+
+  pub fn in_flight(&self) -> usize {
+    self.in_flight.load(Ordering::Acquire)
+  }
+
+  /// Returns once JS is below the high-water mark.
+  pub async fn admit(&self) {
+    loop {
+      // Created before the check: notify_waiters() reaches it from then on.
+      let drained = self.drained.notified();
+      if self.in_flight() < HIGH_WATER {
+        return;
+      }
+      drained.await;
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -414,5 +460,38 @@ mod tests {
     }
     assert_eq!(users, ["\"one\"", "\"two\"", "\"three\""]);
     assert_eq!(side.behind(), 3);
+  }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+  use super::*;
+  use std::sync::Arc;
+
+  #[test]
+  fn readers_wait_at_the_high_water_mark_and_resume_below_it() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+      .build()
+      .unwrap();
+    let p = Arc::new(Pressure::default());
+    for _ in 0..HIGH_WATER {
+      p.sent();
+    }
+    rt.block_on(async {
+      let waiting = tokio::spawn({
+        let p = p.clone();
+        async move { p.admit().await }
+      });
+      tokio::task::yield_now().await;
+      assert!(!waiting.is_finished(), "a reader waits while JS is behind");
+      // JS delivers from its own thread.
+      let js = {
+        let p = p.clone();
+        std::thread::spawn(move || p.delivered())
+      };
+      js.join().unwrap();
+      waiting.await.unwrap();
+      assert_eq!(p.in_flight(), HIGH_WATER - 1);
+    });
   }
 }
