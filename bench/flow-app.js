@@ -11,6 +11,9 @@
 // crash:   one listening worker under `restart`; with: SIGKILLed (by Node's
 //          process.kill, not rcluster's), the run ends at the replacement's
 //          'fork'; without: it ends at 'listening'.
+// exit:    the crash without the restart: one listening worker; with: it
+//          is SIGKILLed, the run ends at its 'exit'; without: it ends at
+//          'listening'.
 // message: one worker; with: it sends a message, the run ends at the
 //          primary's 'message'; without: it ends at 'online'.
 
@@ -30,16 +33,17 @@ if (cluster.isPrimary) {
   const worker = cluster.fork({ FLOW: flow, FLOW_RUN: run ? '1' : '' });
   if (flow === 'listen') cluster.once(run ? 'listening' : 'online', end);
   if (flow === 'message') (run ? worker : cluster).once(run ? 'message' : 'online', end);
-  if (flow === 'crash') {
+  if (flow === 'crash' || flow === 'exit') {
     cluster.once('listening', () => {
       if (!run) return end();
-      cluster.once('fork', () => end());
+      if (flow === 'crash') cluster.once('fork', () => end());
+      else cluster.once('exit', () => end());
       process.kill(worker.process.pid, 'SIGKILL');
     });
   }
 } else {
   const { FLOW, FLOW_RUN } = process.env;
-  if (FLOW === 'crash' || (FLOW === 'listen' && FLOW_RUN)) require('node:http').createServer().listen(0);
+  if (FLOW === 'crash' || FLOW === 'exit' || (FLOW === 'listen' && FLOW_RUN)) require('node:http').createServer().listen(0);
   if (FLOW === 'message' && FLOW_RUN) process.send({ hello: 'primary' });
   setInterval(() => {}, 1000); // alive until the primary ends it
 }

@@ -1,6 +1,7 @@
 'use strict';
 // npm run flows: which of rcluster's files a flow runs through in the
-// primary — a worker's listen, a crash to its restart, a user message —
+// primary — a worker's listen, a crash to its restart (and to its 'exit'
+// alone), a user message —
 // measured, not read off the code. Each flow runs in bench/flow-app.js
 // twice, with it and without it (the same run up to where the flow starts,
 // ending as soon as it is over); a file is in the flow when some function
@@ -26,7 +27,7 @@ const { platformTriple } = require('../lib/platform');
 
 const ROOT = path.resolve(process.env.CHECKOUT || path.join(__dirname, '..'));
 const ROUNDS = Number(process.env.ROUNDS || 3);
-const FLOWS = (process.env.FLOWS || 'listen,crash,message').split(',');
+const FLOWS = (process.env.FLOWS || 'listen,crash,exit,message').split(',');
 
 const rustHost = () => /host: (\S+)/.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))[1];
 
