@@ -56,3 +56,24 @@ test('readiness "ready": the old worker leaves only after the new one calls clus
     app.kill();
   }
 });
+
+test("an old worker whose channel closes while its replacement is on the way is not restarted after the replacement takes over", async () => {
+  const settings = { readiness: 'ready', restart: { minUptime: 0, backoff: { initial: 0 } } };
+  const app = startFixture('supervised.js', {
+    env: { SCENARIO: 'serve', WORKERS: '1', READY_LATE: '1', DROP_OLD_ON_RELOAD: '1', RELOAD_TIMEOUT: '1000', METRICS: '1', SETTINGS: JSON.stringify(settings) },
+  });
+  try {
+    await app.next((e) => e.ready);
+    process.kill(app.child.pid, 'SIGHUP');
+    await app.next((e) => e.ev === 'disconnect' && e.id === 1); // before worker 2 is ready
+    const { reloaded } = await app.next((e) => e.reloaded || e.reloadError, 10000);
+    // Nothing stopped it on purpose (its channel was gone): killed at the deadline.
+    expect(reloaded).toEqual([{ old: 1, new: 2, code: null, signal: 'SIGKILL', forced: true }]);
+    process.kill(app.child.pid, 'SIGWINCH'); // after any restart would have been forked
+    const { metrics } = await app.next((e) => e.metrics);
+    expect(metrics.workers.map((w) => w.id)).toEqual([2]);
+    expect(app.events.filter((e) => e.ev === 'restart')).toEqual([]);
+  } finally {
+    app.kill();
+  }
+});

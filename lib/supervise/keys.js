@@ -9,7 +9,7 @@ module.exports = {
   kRestarts: Symbol('rcluster.restarts'), // crash restarts in its line before it
   kHeartbeat: Symbol('rcluster.heartbeat'), // the last heartbeat's numbers
   kCandidate: Symbol('rcluster.candidate'), // a reload's replacement, not ready yet
-  kSuccessor: Symbol('rcluster.successor'), // the reload's replacement on its way for this worker
+  kSuccessor: Symbol('rcluster.successor'), // the reload's replacement for this worker (on its way or in its place)
   kConnections: Symbol('rcluster.connections'), // open connections, as its worker hook last reported
   kLastWords: Symbol('rcluster.lastWords'), // what it last wrote to stderr that names a cause
 };

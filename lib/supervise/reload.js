@@ -12,9 +12,9 @@
 // - an old worker that is gone or leaving when its turn comes (it crashed,
 //   and the restart policy replaced it already; it was scaled down) is
 //   skipped;
-// - an old worker that crashes while its replacement is on the way is not
-//   restarted: the replacement takes its place (or, if the replacement
-//   fails, the restart policy gets the crash then).
+// - an old worker that crashes while its replacement is on the way, or after
+//   it took over, is not restarted: the replacement takes its place (or, if
+//   the replacement fails, the restart policy gets the crash then).
 
 const errors = require('../errors');
 const { validateNumber } = require('./validate');
@@ -106,7 +106,9 @@ function installReload(cluster, forkReplacing, { stopWorker, crashed }) {
         }
         pending.delete(fresh);
         delete fresh[kCandidate];
-        delete old[kSuccessor];
+        // old keeps its successor: however it leaves now (its channel may be
+        // gone already, so nothing marks it exitedAfterDisconnect), its exit
+        // is not a crash to restart.
         const gone = exitWithin(old, timeout);
         stopWorker(old);
         const r = await gone;

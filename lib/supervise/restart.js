@@ -63,7 +63,7 @@ function createRestart(cluster) {
 
   // After Node's 'exit' events: replace a crashed worker when restart is on.
   // Not a reload's replacement that never became ready (the reload fails
-  // instead), nor a worker whose replacement is already on its way.
+  // instead), nor a worker a reload is replacing or has replaced.
   function onExit(worker, code, signal) {
     if (!tracker || worker.exitedAfterDisconnect || paused) return;
     if (worker[kCandidate] || worker[kSuccessor]) return;
