@@ -133,7 +133,7 @@ test('an app that runs AggregatorRegistry in its own primary gets the same numbe
   expect(JSON.parse(ours.out)).toEqual({ requests: 40, workersUp: 3 });
 }, 30000);
 
-test('library users: cluster.metricsText({ app: true }) merges the workers\' metrics; bad options are Node-style errors', async () => {
+test('library users: cluster.metricsText({ app: true }) merges the workers\' metrics, a worker dead under the scrape is missing (the primary carries on); bad options are Node-style errors', async () => {
   const { runFixture } = require('./helpers');
   const r = await runFixture('app-metrics.js');
   expect(r.code).toBe(0);
@@ -142,6 +142,7 @@ test('library users: cluster.metricsText({ app: true }) merges the workers\' met
     { bad: { timeout: -1 }, error: 'ERR_OUT_OF_RANGE' },
     { bad: { app: true, timeout: 'soon' }, error: 'ERR_INVALID_ARG_TYPE' },
     { requests: 15, missing: 0, workers: 2 },
+    { afterKill: { requests: 5, missing: 1 } },
   ]);
 });
 

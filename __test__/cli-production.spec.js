@@ -152,6 +152,9 @@ test('reloads with a worker SIGKILLed during each, under load: exactly N workers
     expect(ok).toBeGreaterThan(100);
     process.kill(app.child.pid, 'SIGTERM');
     expect((await app.exited).code).toBe(0);
+  } catch (err) {
+    err.message += `\nthe command's log:\n${app.stderr()}`;
+    throw err;
   } finally {
     loading = false;
     app.kill();

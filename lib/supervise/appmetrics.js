@@ -54,13 +54,17 @@ function createAppMetrics(cluster) {
     const workers = Object.values(cluster.workers).filter((w) => w.isConnected() && !w.isDead());
     const req = { replies: [], waiting: new Set(), done: null };
     const settled = new Promise((resolve) => { req.done = resolve; });
+    // A worker whose channel closed as it was asked (it died meanwhile) is
+    // missing from this scrape: the error goes to the callback, never to the
+    // worker's 'error' event, which nobody may listen to.
+    const unreachable = (id) => {
+      if (req.waiting.delete(id) && req.waiting.size === 0) req.done();
+    };
     for (const w of workers) {
       req.waiting.add(w.id);
-      try {
-        w.send({ cmd: 'NODE_RCLUSTER', act: 'appMetrics', requestId });
-      } catch {
-        req.waiting.delete(w.id); // its channel just closed: missing
-      }
+      w.send({ cmd: 'NODE_RCLUSTER', act: 'appMetrics', requestId }, (err) => {
+        if (err) unreachable(w.id);
+      });
     }
     pending.set(requestId, req);
     let timer;
