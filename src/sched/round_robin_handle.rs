@@ -429,21 +429,27 @@ mod handout_tests {
   use super::*;
   use crate::sched::sticky::BUCKETS;
 
+  /// Hands out connections 0..n one at a time, each acknowledged at once:
+  /// the workers that got them, in order.
+  fn serve(rr: &mut Handout<i32>, n: i32) -> Vec<u32> {
+    (0..n)
+      .map(|c| {
+        rr.push(c);
+        let (w, conn) = rr.next_assignment().unwrap();
+        assert_eq!(conn, c);
+        rr.settled(w);
+        w
+      })
+      .collect()
+  }
+
   #[test]
   fn equal_workers_take_turns() {
     let mut rr = Handout::default();
     rr.add(1);
     rr.add(2);
     rr.add(3);
-    let mut got = Vec::new();
-    for c in 0..6 {
-      rr.push(c);
-      let (w, conn) = rr.next_assignment().unwrap();
-      assert_eq!(conn, c);
-      got.push(w);
-      rr.settled(w);
-    }
-    assert_eq!(got, vec![1, 2, 3, 1, 2, 3]);
+    assert_eq!(serve(&mut rr, 6), vec![1, 2, 3, 1, 2, 3]);
   }
 
   #[test]
@@ -523,25 +529,14 @@ mod handout_tests {
     rr.add(1);
     rr.add(2);
     // A burst: workers ack at once, connections stay open: an even split.
-    let mut per = HashMap::new();
-    for c in 0..64 {
-      rr.push(c);
-      let (w, _) = rr.next_assignment().unwrap();
-      rr.settled(w);
-      *per.entry(w).or_insert(0) += 1;
-    }
-    assert_eq!((per[&1], per[&2]), (32, 32));
+    let got = serve(&mut rr, 64);
+    let to = |worker| got.iter().filter(|&&w| w == worker).count();
+    assert_eq!((to(1), to(2)), (32, 32));
     // Worker 1's clients leave; a newcomer joins empty: both get the next
     // connections until they have caught up with worker 2.
     rr.closed(1, 30);
     rr.add(3);
-    let mut got = Vec::new();
-    for c in 0..62 {
-      rr.push(c);
-      let (w, _) = rr.next_assignment().unwrap();
-      rr.settled(w);
-      got.push(w);
-    }
+    let got = serve(&mut rr, 62);
     assert!(
       got[..60].iter().all(|&w| w != 2),
       "worker 2 had the most: {got:?}"
@@ -555,14 +550,7 @@ mod handout_tests {
     rr.add(1);
     rr.add(2);
     rr.closed(2, 5); // nothing handed yet: stays at zero
-    let mut got = Vec::new();
-    for c in 0..4 {
-      rr.push(c);
-      let (w, _) = rr.next_assignment().unwrap();
-      rr.settled(w);
-      got.push(w);
-    }
-    assert_eq!(got, vec![1, 2, 1, 2]);
+    assert_eq!(serve(&mut rr, 4), vec![1, 2, 1, 2]);
     assert_eq!((rr.open_of(1), rr.open_of(2)), (2, 2));
   }
 
