@@ -29,13 +29,17 @@ const ROOT = path.resolve(process.env.CHECKOUT || path.join(__dirname, '..'));
 const ROUNDS = Number(process.env.ROUNDS || 3);
 const FLOWS = (process.env.FLOWS || 'listen,crash,exit,message').split(',');
 
-const rustHost = () => /host: (\S+)/.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))[1];
-
-function llvmTool(name) {
+// The host triple and the LLVM tools that match rustc (rustup's
+// llvm-tools, added when missing), looked up once.
+let toolchain = null;
+function rust() {
+  if (toolchain) return toolchain;
+  const host = /host: (\S+)/.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))[1];
   const sysroot = execFileSync('rustc', ['--print', 'sysroot'], { encoding: 'utf8' }).trim();
-  const tool = path.join(sysroot, 'lib', 'rustlib', rustHost(), 'bin', name);
-  if (!fs.existsSync(tool)) execFileSync('rustup', ['component', 'add', 'llvm-tools'], { stdio: 'inherit' });
-  return tool;
+  const bin = path.join(sysroot, 'lib', 'rustlib', host, 'bin');
+  if (!fs.existsSync(path.join(bin, 'llvm-cov'))) execFileSync('rustup', ['component', 'add', 'llvm-tools'], { stdio: 'inherit' });
+  toolchain = { host, profdata: path.join(bin, 'llvm-profdata'), cov: path.join(bin, 'llvm-cov') };
+  return toolchain;
 }
 
 // The engine built with coverage counters, in a copy of the package.
@@ -43,7 +47,7 @@ function buildPackage() {
   const targetDir = path.join(ROOT, 'target', 'flows');
   // With --target, RUSTFLAGS leave build scripts and proc macros alone (no
   // profiles of the build itself).
-  const host = rustHost();
+  const { host } = rust();
   execFileSync('cargo', ['build', '--lib', '--target', host, '--target-dir', targetDir], {
     cwd: ROOT,
     stdio: 'inherit',
@@ -86,8 +90,8 @@ function runOnce(pkg, lib, flow, variant) {
     // Rust: the primary's profile (workers do not load the engine).
     const raw = path.join(dir, 'llvm', `${pid}.profraw`);
     const data = path.join(dir, 'flow.profdata');
-    execFileSync(llvmTool('llvm-profdata'), ['merge', '-sparse', raw, '-o', data]);
-    const json = execFileSync(llvmTool('llvm-cov'), ['export', '--format=text', '--skip-expansions', lib, `--instr-profile=${data}`], {
+    execFileSync(rust().profdata, ['merge', '-sparse', raw, '-o', data]);
+    const json = execFileSync(rust().cov, ['export', '--format=text', '--skip-expansions', lib, `--instr-profile=${data}`], {
       maxBuffer: 1 << 30,
       encoding: 'utf8',
     });
