@@ -466,7 +466,7 @@ unsafe fn keep(env: sys::napi_env, value: sys::napi_value) -> Option<sys::napi_r
 ///
 /// # Safety
 /// On the JS thread, inside a napi call, with that call's `env`.
-pub unsafe fn install_reads(env: sys::napi_env, on_delivery: sys::napi_value) -> bool {
+unsafe fn install_reads(env: sys::napi_env, on_delivery: sys::napi_value) -> bool {
   let Some(uv) = uv() else {
     return false;
   };
@@ -511,7 +511,7 @@ pub unsafe fn install_reads(env: sys::napi_env, on_delivery: sys::napi_value) ->
 /// Starts reading a worker's channel from the JS thread. Should the poll
 /// handle fail, the channel ends with that error (the worker sees its
 /// channel close; 'error' and 'disconnect' follow).
-pub fn poll_channel(side: Arc<ReadSide>) {
+fn poll_channel(side: Arc<ReadSide>) {
   let started = ctx(|ctx| {
     // SAFETY: the handle is allocated at libuv's own size for a poll handle
     // and freed only in the close callback; `data` (its first field) holds
@@ -551,7 +551,7 @@ pub fn poll_channel(side: Arc<ReadSide>) {
 
 /// The engine's events for one read JS handed over have reached JS:
 /// polling resumes if it had paused and the engine has caught up enough.
-pub fn read_caught_up(side: &ReadSide) {
+fn read_caught_up(side: &ReadSide) {
   if !side.caught_up() {
     return;
   }
